@@ -1,0 +1,42 @@
+# Two set-up commands for a fresh machine (Python 3.11 and make are all it needs):
+#   make run    install into .venv and serve the shipped model on 127.0.0.1:8000
+#   make test   install into .venv with dev tools and run the whole test suite
+PYTHON ?= python3.11
+VENV ?= .venv
+TF ?= cpu
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+
+.PHONY: run test lint format check bench-quick clean
+
+$(PY):
+	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "need $(PYTHON) on PATH (or run: make PYTHON=python3 ...)"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+
+# Reinstall only when the project's own install files change.
+$(VENV)/.stamp-$(TF): pyproject.toml | $(PY)
+	$(PIP) install --quiet -e '.[$(TF)]'
+	@touch $@
+
+$(VENV)/.stamp-dev-$(TF): pyproject.toml $(VENV)/.stamp-$(TF)
+	$(PIP) install --quiet -e '.[$(TF),dev]'
+	@touch $@
+
+run: $(VENV)/.stamp-$(TF)
+	$(PY) -m app
+
+test: $(VENV)/.stamp-dev-$(TF)
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: $(VENV)/.stamp-dev-$(TF)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+format: $(VENV)/.stamp-dev-$(TF)
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""Face identification REST service."""

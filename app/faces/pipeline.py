@@ -1,0 +1,72 @@
+"""The face pipeline as one object: bytes or pixels in, aligned 112×112 crops out.
+
+Training (``training.data``) and serving (``app.api``) both call ``FacePipeline``; there
+is no second implementation, which is what makes served embeddings match training.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from app.faces.align import ALIGNED_SIZE, align_face
+from app.faces.decode import DEFAULT_MAX_PIXELS, DecodedImage, decode_image
+from app.faces.detect import DetectedFace, FaceDetector
+
+# Bump whenever decode/detect/align change in a way that alters crops; the service
+# refuses a model whose card names another version.
+PREPROCESSING_VERSION = "mtcnn-1.0.0+arcface112-v1"
+
+
+@dataclass(frozen=True)
+class AlignedFace:
+    """A detected face with its aligned crop (112×112×3 uint8, RGB)."""
+
+    detection: DetectedFace
+    crop: np.ndarray
+
+    @property
+    def box(self) -> tuple[float, float, float, float]:
+        return self.detection.box
+
+    @property
+    def score(self) -> float:
+        return self.detection.score
+
+    @property
+    def landmarks(self) -> np.ndarray:
+        return self.detection.landmarks
+
+
+class FacePipeline:
+    """decode → detect → align, shared by ``training`` and ``app``."""
+
+    def __init__(
+        self, detector: FaceDetector | None = None, max_pixels: int = DEFAULT_MAX_PIXELS
+    ) -> None:
+        self.detector = detector or FaceDetector()
+        self.max_pixels = max_pixels
+
+    def decode(self, data: bytes) -> DecodedImage:
+        """Decode upload bytes (raises ``ImageError``)."""
+        return decode_image(data, max_pixels=self.max_pixels)
+
+    def faces_in_pixels(self, rgb: np.ndarray, max_faces: int | None = None) -> list[AlignedFace]:
+        """Detect and align every face in an RGB uint8 array, largest first."""
+        detections = self.detector.detect(rgb)
+        if max_faces is not None:
+            detections = detections[:max_faces]
+        return [
+            AlignedFace(detection=d, crop=align_face(rgb, d.landmarks, ALIGNED_SIZE)[0])
+            for d in detections
+        ]
+
+    def faces_in_bytes(self, data: bytes, max_faces: int | None = None) -> list[AlignedFace]:
+        """Decode image bytes, then detect and align its faces, largest first."""
+        return self.faces_in_pixels(self.decode(data).pixels, max_faces=max_faces)
+
+    def faces_in_file(self, path: str, max_faces: int | None = None) -> list[AlignedFace]:
+        """Read an image file and process it exactly as an upload of its bytes."""
+        with open(path, "rb") as fh:
+            return self.faces_in_bytes(fh.read(), max_faces=max_faces)

@@ -1,0 +1,1 @@
+"""Offline training package: prepare → train → evaluate → export."""
