@@ -109,8 +109,8 @@ def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> DecodedIm
             if width < 1 or height < 1:
                 raise ImageError("invalid_image", "The image has no pixels.", 400)
             img.load()
-            img = ImageOps.exif_transpose(img) or img
-            pixels = _to_rgb_uint8(img)
+            upright: Image.Image = ImageOps.exif_transpose(img) or img
+            pixels = _to_rgb_uint8(upright)
     except ImageError:
         raise
     except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError) as exc:

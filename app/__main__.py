@@ -1,0 +1,59 @@
+"""``python -m app`` / ``faceid-serve``: serve with uvicorn on FACEID_HOST:FACEID_PORT."""
+
+from __future__ import annotations
+
+import sys
+
+from pydantic import ValidationError
+
+
+def main() -> None:
+    """Check the configuration, then run uvicorn; exit non-zero when startup fails."""
+    from app.settings import Settings
+
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        print(f"faceid: invalid configuration:\n{exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+    from app.gallery.store import GalleryStore
+    from app.inference.model import StartupError, read_card
+    from app.log import configure_logging
+
+    configure_logging(settings.log_level)
+    try:  # fail fast with a clear message, before TensorFlow is even imported
+        card = read_card(settings.model_dir)
+        GalleryStore(settings.gallery_path, card.model_id, card.embedding_dim).close()
+    except StartupError as exc:
+        print(f"faceid: refusing to start: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+    import uvicorn
+
+    from app.main import create_app
+
+    server: uvicorn.Server | None = None
+
+    def stop() -> None:  # the model failed to load: shut down instead of hanging unready
+        if server is not None:
+            server.should_exit = True
+
+    application = create_app(settings, on_startup_failure=stop)
+    config = uvicorn.Config(
+        application,
+        host=settings.host,
+        port=settings.port,
+        log_config=None,
+        access_log=False,
+        proxy_headers=False,
+        timeout_graceful_shutdown=10,
+    )
+    server = uvicorn.Server(config)
+    server.run()
+    if not server.started or application.state.faceid.failed:
+        raise SystemExit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,102 @@
+"""One error envelope for every failure: ``{"error": {"code": str, "message": str}}``.
+
+Handlers here turn API errors, image refusals, unknown routes (404), wrong methods (405),
+request validation (422) and unexpected exceptions (500, in ``app.middleware``) into that
+envelope. A traceback never reaches a client; it goes to the logs with the request id.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from app.faces import ImageError
+
+_CODES_BY_STATUS = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    406: "not_acceptable",
+    413: "too_large",
+    415: "unsupported_media_type",
+    422: "validation_error",
+    429: "too_many_requests",
+    500: "internal_error",
+    503: "unavailable",
+}
+
+
+class ApiError(StarletteHTTPException):
+    """An error answered with the envelope: status, machine-readable code, human message."""
+
+    def __init__(
+        self, status: int, code: str, message: str, headers: Mapping[str, str] | None = None
+    ) -> None:
+        super().__init__(status_code=status, detail=message, headers=dict(headers or {}))
+        self.code = code
+        self.message = message
+
+
+def error_body(code: str, message: str) -> dict[str, dict[str, str]]:
+    return {"error": {"code": code, "message": message}}
+
+
+def error_response(
+    status: int, code: str, message: str, headers: Mapping[str, str] | None = None
+) -> JSONResponse:
+    return JSONResponse(error_body(code, message), status_code=status, headers=dict(headers or {}))
+
+
+def _format_location(loc: tuple[Any, ...] | list[Any]) -> str:
+    parts = [str(p) for p in loc]
+    if parts and parts[0] in {"body", "query", "path", "header", "cookie"} and len(parts) > 1:
+        return f"{parts[0]} '{'.'.join(parts[1:])}'"
+    return ".".join(parts) or "request"
+
+
+async def _api_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, ApiError)
+    return error_response(exc.status_code, exc.code, exc.message, exc.headers)
+
+
+async def _image_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, ImageError)
+    return error_response(exc.status, exc.code, exc.message)
+
+
+async def _http_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    if isinstance(exc, ApiError):
+        return await _api_error(_, exc)
+    code = _CODES_BY_STATUS.get(exc.status_code, "http_error")
+    detail = exc.detail if isinstance(exc.detail, str) else code.replace("_", " ")
+    if exc.status_code == 404 and detail == "Not Found":
+        detail = "No such route."
+    elif exc.status_code == 405 and detail == "Method Not Allowed":
+        detail = "Method not allowed on this route."
+    return error_response(exc.status_code, code, detail, exc.headers)
+
+
+async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    problems = [
+        f"{_format_location(err.get('loc', ()))}: {err.get('msg', 'invalid')}"
+        for err in exc.errors()
+    ]
+    message = "; ".join(problems[:10]) or "The request is invalid."
+    return error_response(422, "validation_error", message)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Register the envelope handlers (500s are handled by RequestContextMiddleware)."""
+    app.add_exception_handler(ApiError, _api_error)
+    app.add_exception_handler(ImageError, _image_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)

@@ -1,0 +1,1 @@
+"""The gallery of enrolled faces: SQLite store (durable) + in-memory index (matching)."""

@@ -1,0 +1,245 @@
+"""In-memory gallery index: every enrolled embedding in one float32 matrix.
+
+Matching a batch of queries is ONE matrix product (``queries @ gallery.T``) followed by a
+partial sort (``np.argpartition``); there is no Python loop over gallery faces, so a
+1 M × 128 gallery answers in tens of milliseconds on a CPU core.
+
+Scores are cosine similarities: embeddings and queries are L2-normalised on the way in.
+An identity may hold several faces; ``search`` reports each identity once, with the score
+of its best-matching face.
+
+Thread-safe: every public method takes one lock (numpy releases the GIL inside the matrix
+product, so other Python threads keep running while a search computes).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+
+import numpy as np
+
+# Upper bound on the floats in one (queries × gallery) score block, to cap memory use.
+_MAX_BLOCK_FLOATS = 1 << 24  # 16 M floats = 64 MiB
+_INITIAL_CAPACITY = 1024
+
+
+def _normalise(vectors: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    norms[norms == 0] = 1.0
+    return (vectors / norms).astype(np.float32, copy=False)
+
+
+class GalleryIndex:
+    """Enrolled face embeddings, matched by cosine similarity."""
+
+    def __init__(self, dim: int) -> None:
+        if dim < 1:
+            raise ValueError("dim must be >= 1")
+        self.dim = int(dim)
+        self._lock = threading.Lock()
+        self._emb = np.zeros((_INITIAL_CAPACITY, self.dim), dtype=np.float32)
+        self._codes = np.zeros(_INITIAL_CAPACITY, dtype=np.int64)  # row → identity code
+        self._face_ids: list[str] = []  # row → face id
+        self._row_of: dict[str, int] = {}  # face id → row
+        self._code_of: dict[str, int] = {}  # identity → code
+        self._names: list[str | None] = []  # code → identity (None once freed)
+        self._rows_of_code: dict[int, set[int]] = {}  # code → rows
+        self._size = 0
+
+    # ------------------------------------------------------------------ size
+    def __len__(self) -> int:
+        """Number of enrolled faces."""
+        return self._size
+
+    @property
+    def identities(self) -> int:
+        """Number of distinct enrolled identities."""
+        return len(self._code_of)
+
+    def faces_per_identity(self) -> dict[str, int]:
+        """Identity → number of faces (a snapshot)."""
+        with self._lock:
+            return {name: len(self._rows_of_code[code]) for name, code in self._code_of.items()}
+
+    def __contains__(self, face_id: object) -> bool:
+        return face_id in self._row_of
+
+    # ---------------------------------------------------------------- writes
+    def _reserve(self, extra: int) -> None:
+        need = self._size + extra
+        capacity = self._emb.shape[0]
+        if need <= capacity:
+            return
+        while capacity < need:
+            capacity *= 2
+        emb = np.zeros((capacity, self.dim), dtype=np.float32)
+        emb[: self._size] = self._emb[: self._size]
+        codes = np.zeros(capacity, dtype=np.int64)
+        codes[: self._size] = self._codes[: self._size]
+        self._emb, self._codes = emb, codes
+
+    def _code(self, identity: str) -> int:
+        code = self._code_of.get(identity)
+        if code is None:
+            code = len(self._names)
+            self._names.append(identity)
+            self._code_of[identity] = code
+            self._rows_of_code[code] = set()
+        return code
+
+    def add(self, face_id: str, identity: str, embedding: np.ndarray) -> None:
+        """Add one face (``embedding`` of shape (dim,))."""
+        self.add_many([face_id], [identity], np.asarray(embedding).reshape(1, -1))
+
+    def add_many(
+        self, face_ids: Sequence[str], identities: Sequence[str], embeddings: np.ndarray
+    ) -> None:
+        """Add faces in bulk; ``embeddings`` is N×dim. Raises ValueError on a duplicate id."""
+        embeddings = np.asarray(embeddings, dtype=np.float32)
+        n = len(face_ids)
+        if embeddings.ndim != 2 or embeddings.shape != (n, self.dim) or len(identities) != n:
+            raise ValueError(
+                f"expected {n} face ids, {n} identities and a {n}x{self.dim} embedding matrix; "
+                f"got {len(identities)} identities and {embeddings.shape}"
+            )
+        if n == 0:
+            return
+        if len(set(face_ids)) != n:
+            raise ValueError("duplicate face ids in one add_many call")
+        normed = _normalise(embeddings)
+        with self._lock:
+            dup = next((f for f in face_ids if f in self._row_of), None)
+            if dup is not None:
+                raise ValueError(f"face id {dup!r} is already in the index")
+            self._reserve(n)
+            start = self._size
+            codes = np.fromiter((self._code(i) for i in identities), dtype=np.int64, count=n)
+            self._emb[start : start + n] = normed
+            self._codes[start : start + n] = codes
+            self._face_ids.extend(face_ids)
+            self._row_of.update(zip(face_ids, range(start, start + n), strict=True))
+            for row, code in enumerate(codes.tolist(), start):
+                self._rows_of_code[code].add(row)
+            self._size += n
+
+    def _remove_row(self, row: int) -> None:
+        """Remove one row by moving the last row into its place (lock held)."""
+        last = self._size - 1
+        code = int(self._codes[row])
+        face_id = self._face_ids[row]
+        rows = self._rows_of_code[code]
+        rows.discard(row)
+        if not rows:
+            del self._rows_of_code[code]
+            name = self._names[code]
+            if name is not None:
+                del self._code_of[name]
+            self._names[code] = None
+        del self._row_of[face_id]
+        if row != last:
+            moved_code = int(self._codes[last])
+            moved_id = self._face_ids[last]
+            self._emb[row] = self._emb[last]
+            self._codes[row] = moved_code
+            self._face_ids[row] = moved_id
+            self._row_of[moved_id] = row
+            moved_rows = self._rows_of_code[moved_code]
+            moved_rows.discard(last)
+            moved_rows.add(row)
+        self._face_ids.pop()
+        self._size = last
+
+    def remove_face(self, face_id: str) -> bool:
+        """Remove one face; False if it was not in the index."""
+        with self._lock:
+            row = self._row_of.get(face_id)
+            if row is None:
+                return False
+            self._remove_row(row)
+            return True
+
+    def remove_identity(self, identity: str) -> int:
+        """Remove every face of ``identity``; returns how many were removed."""
+        with self._lock:
+            code = self._code_of.get(identity)
+            if code is None:
+                return 0
+            # Highest rows first: the last row moved into each hole is then never one of
+            # this identity's rows still waiting to be removed.
+            rows = sorted(self._rows_of_code[code], reverse=True)
+            for row in rows:
+                self._remove_row(row)
+            return len(rows)
+
+    # ---------------------------------------------------------------- search
+    def search(self, queries: np.ndarray, top_k: int = 1) -> list[list[tuple[str, float]]]:
+        """For each query (N×dim float32), the ``top_k`` best identities, best first.
+
+        Each identity appears once, scored by its best-matching face (cosine similarity).
+        An empty index gives an empty list per query.
+        """
+        queries = np.asarray(queries, dtype=np.float32)
+        if queries.ndim == 1:
+            queries = queries.reshape(1, -1)
+        if queries.ndim != 2 or queries.shape[1] != self.dim:
+            raise ValueError(f"queries must be N x {self.dim}, got {queries.shape}")
+        if top_k < 1:
+            raise ValueError("top_k must be >= 1")
+        q = _normalise(queries)
+        results: list[list[tuple[str, float]]] = []
+        with self._lock:
+            size = self._size
+            if size == 0:
+                return [[] for _ in range(len(q))]
+            gallery = self._emb[:size]
+            codes = self._codes[:size]
+            block = max(1, _MAX_BLOCK_FLOATS // size)
+            k = min(size, top_k * 4)
+            for start in range(0, len(q), block):
+                scores = q[start : start + block] @ gallery.T  # the one matrix product
+                # Best k faces of every query at once (unordered), then per-query dedup.
+                if k < size:
+                    best = np.argpartition(scores, size - k, axis=1)[:, size - k :]
+                else:
+                    best = np.broadcast_to(np.arange(size), scores.shape)
+                for row, candidates in zip(scores, best, strict=True):
+                    hits = self._distinct(row, candidates, codes, top_k)
+                    if hits is None:  # fewer than top_k identities among the best k faces
+                        hits = self._top_identities(row, codes, top_k, k * 4)
+                    results.append(hits)
+        return results
+
+    def _distinct(
+        self, scores: np.ndarray, candidates: np.ndarray, codes: np.ndarray, top_k: int
+    ) -> list[tuple[str, float]] | None:
+        """Best-first distinct identities among ``candidates`` (face rows), or None when
+        fewer than ``top_k`` identities appear and more faces must be looked at."""
+        order = candidates[np.argsort(-scores[candidates], kind="stable")]
+        _, first = np.unique(codes[order], return_index=True)
+        if len(first) < top_k and len(candidates) < scores.shape[0]:
+            return None
+        first.sort()
+        chosen = order[first[:top_k]]
+        return [(str(self._names[int(codes[i])]), float(scores[i])) for i in chosen.tolist()]
+
+    def _top_identities(
+        self, scores: np.ndarray, codes: np.ndarray, top_k: int, k: int
+    ) -> list[tuple[str, float]]:
+        """Top ``top_k`` distinct identities of one score row (lock held).
+
+        Takes the best ``k`` faces with argpartition and keeps the first face of each
+        identity, best first; if fewer than ``top_k`` identities appear, widens ``k``. Any
+        identity absent from the best ``k`` faces scores no higher than all of them, so
+        the answer is exact.
+        """
+        size = scores.shape[0]
+        while True:
+            k = min(size, k)
+            candidates = (
+                np.argpartition(scores, size - k)[size - k :] if k < size else np.arange(size)
+            )
+            hits = self._distinct(scores, candidates, codes, top_k)
+            if hits is not None:
+                return hits
+            k *= 4

@@ -1,0 +1,1 @@
+"""Model inference: the SavedModel wrapper and the async micro-batcher."""

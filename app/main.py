@@ -1,0 +1,133 @@
+"""The application factory and its lifespan.
+
+``create_app(settings)`` builds the FastAPI app; its lifespan runs the fast startup checks
+(model card, preprocessing version, gallery model version: a mismatch stops the process
+with a clear message), then loads and warms up the model, the face detector and the
+gallery index in the background while ``/health`` answers 503 ``starting``.
+
+``uvicorn app.main:app`` works too: ``app`` is created on first access with settings
+from the environment.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+from fastapi import Depends, FastAPI
+from starlette.formparsers import MultiPartParser
+from starlette.types import Scope
+
+from app.api import embed, health, identify, identities, metrics, verify
+from app.api.deps import require_api_key
+from app.errors import install_error_handlers
+from app.faces import FacePipeline
+from app.inference.model import StartupError
+from app.metrics import Metrics
+from app.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
+from app.settings import Settings
+from app.state import ServiceState
+
+log = logging.getLogger("faceid.main")
+
+API_VERSION = "1.0.0"
+# Multipart overhead allowed on top of the image bytes (boundaries, headers, small fields).
+_MULTIPART_SLACK = 64 * 1024
+
+DESCRIPTION = """
+Face identification over HTTP. Enroll people with a photo or more, then ask who is in a
+new photo. Only embeddings and metadata are stored, never photos; `DELETE
+/identities/{identity}` erases a person.
+
+Errors always come as `{"error": {"code": ..., "message": ...}}`. When API keys are
+configured, send `Authorization: Bearer <key>` (not needed for `/health` and `/metrics`).
+"""
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    pipeline: FacePipeline | None = None,
+    on_startup_failure: Callable[[], None] | None = None,
+) -> FastAPI:
+    """Build the service. ``pipeline`` lets tests share one face detector across apps;
+    ``on_startup_failure`` is called when the background load fails (to stop the server);
+    without it the app stays up and ``/health`` answers 503 ``failed``."""
+    settings = settings or Settings()
+    metrics_ = Metrics()
+    state = ServiceState(settings, metrics_, pipeline)
+
+    # Keep uploads (capped at max_upload_bytes) in memory: photos never touch the disk.
+    MultiPartParser.spool_max_size = max(
+        MultiPartParser.spool_max_size, settings.max_upload_bytes + _MULTIPART_SLACK
+    )
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        try:
+            state.preflight()
+        except StartupError as exc:
+            log.critical("refusing to start: %s", exc)
+            raise
+        loader = asyncio.create_task(state.load(), name="faceid-load")
+
+        def _loaded(task: asyncio.Task[None]) -> None:
+            if task.cancelled() or task.exception() is None:
+                return
+            if on_startup_failure is not None:
+                on_startup_failure()
+
+        loader.add_done_callback(_loaded)
+        try:
+            yield
+        finally:
+            if not loader.done():
+                loader.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await loader
+            await state.close()
+
+    app = FastAPI(
+        title="faceid",
+        version=API_VERSION,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+    )
+    app.state.faceid = state
+    install_error_handlers(app)
+
+    def body_limit(scope: Scope) -> int:
+        images = 2 if scope.get("path", "").rstrip("/") == "/verify" else 1
+        return images * settings.max_upload_bytes + _MULTIPART_SLACK
+
+    app.add_middleware(BodySizeLimitMiddleware, limit_for=body_limit)
+    app.add_middleware(RequestContextMiddleware, metrics=metrics_)
+
+    protected = [Depends(require_api_key)]
+    app.include_router(health.router)
+    app.include_router(metrics.router)
+    app.include_router(identify.router, dependencies=protected)
+    app.include_router(verify.router, dependencies=protected)
+    app.include_router(embed.router, dependencies=protected)
+    app.include_router(identities.router, dependencies=protected)
+    return app
+
+
+def __getattr__(name: str) -> Any:
+    """``app.main:app`` for ``uvicorn app.main:app``: built from the environment on first use."""
+    if name == "app":
+        from app.log import configure_logging
+
+        settings = Settings()
+        configure_logging(settings.log_level)
+        application = create_app(
+            settings, on_startup_failure=lambda: os.kill(os.getpid(), signal.SIGTERM)
+        )
+        globals()["app"] = application
+        return application
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,83 @@
+"""Prometheus metrics of one service instance (its own registry, served on /metrics)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+_LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+_BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+_FACE_BUCKETS = (0, 1, 2, 3, 5, 10, 20, 50, 100)
+
+
+class Metrics:
+    """Request, face, model and gallery metrics."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.requests = Counter(
+            "faceid_http_requests",
+            "HTTP requests answered, by route template, method and status.",
+            ["route", "method", "status"],
+            registry=r,
+        )
+        self.latency = Histogram(
+            "faceid_http_request_duration_seconds",
+            "HTTP request latency, by route template, method and status.",
+            ["route", "method", "status"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.faces_per_request = Histogram(
+            "faceid_faces_per_request",
+            "Faces detected per uploaded photo, by route.",
+            ["route"],
+            buckets=_FACE_BUCKETS,
+            registry=r,
+        )
+        self.detect_seconds = Histogram(
+            "faceid_detect_seconds",
+            "Decode + detect + align time per photo.",
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.batch_size = Histogram(
+            "faceid_model_batch_size",
+            "Faces per model call (micro-batch size).",
+            buckets=_BATCH_BUCKETS,
+            registry=r,
+        )
+        self.batch_requests = Histogram(
+            "faceid_model_batch_requests",
+            "Distinct requests whose faces shared one model call.",
+            buckets=_BATCH_BUCKETS,
+            registry=r,
+        )
+        self.inference_seconds = Histogram(
+            "faceid_model_inference_seconds",
+            "Wall time of one model call.",
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.gallery_faces = Gauge(
+            "faceid_gallery_faces", "Enrolled faces in the gallery.", registry=r
+        )
+        self.gallery_identities = Gauge(
+            "faceid_gallery_identities", "Enrolled identities in the gallery.", registry=r
+        )
+        self.ready = Gauge("faceid_ready", "1 once the model is loaded and warm.", registry=r)
+
+    def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
+        self.requests.labels(route, method, str(status)).inc()
+        self.latency.labels(route, method, str(status)).observe(seconds)
+
+    def observe_batch(self, faces: int, requests: int, seconds: float) -> None:
+        self.batch_size.observe(faces)
+        self.batch_requests.observe(requests)
+        self.inference_seconds.observe(seconds)
+
+    def track_gallery(self, faces: Callable[[], float], identities: Callable[[], float]) -> None:
+        self.gallery_faces.set_function(faces)
+        self.gallery_identities.set_function(identities)

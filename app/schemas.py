@@ -1,0 +1,144 @@
+"""Request and response models of the HTTP API (they drive /docs and /openapi.json)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+_BOX = [61.3, 52.9, 186.4, 204.1]
+_LANDMARKS = [[98.2, 115.0], [151.6, 113.8], [126.4, 146.2], [103.0, 173.5], [147.9, 172.4]]
+
+
+class ErrorDetail(BaseModel):
+    code: str = Field(examples=["invalid_image"], description="Machine-readable error code.")
+    message: str = Field(examples=["The image could not be decoded (OSError)."])
+
+
+class ErrorResponse(BaseModel):
+    """The envelope of every error response."""
+
+    error: ErrorDetail
+
+
+class ModelInfo(BaseModel):
+    model_config = ConfigDict(protected_namespaces=())
+
+    name: str = Field(examples=["faceid"])
+    version: str = Field(examples=["1"])
+    embedding_dim: int = Field(examples=[128])
+    threshold: float = Field(
+        examples=[0.42], description="Cosine similarity under which a face is unknown."
+    )
+
+
+class GalleryInfo(BaseModel):
+    identities: int = Field(examples=[2])
+    faces: int = Field(examples=[5])
+
+
+class HealthResponse(BaseModel):
+    status: Literal["ok"] = "ok"
+    model: ModelInfo
+    gallery: GalleryInfo
+
+
+class StartingResponse(BaseModel):
+    status: Literal["starting", "failed"] = Field(examples=["starting"])
+
+
+class FaceBase(BaseModel):
+    box: list[float] = Field(
+        min_length=4, max_length=4, examples=[_BOX], description="x1, y1, x2, y2 in pixels."
+    )
+    detection_score: float = Field(examples=[0.9993])
+    landmarks: list[list[float]] = Field(
+        examples=[_LANDMARKS],
+        description="[x, y] of left eye, right eye, nose, left and right mouth corner.",
+    )
+
+
+class Candidate(BaseModel):
+    identity: str = Field(examples=["Ada Lovelace"])
+    score: float = Field(examples=[0.71], description="Cosine similarity of the best face.")
+
+
+class IdentifiedFace(FaceBase):
+    identity: str | None = Field(
+        examples=["Ada Lovelace"],
+        description="Best match, or null when its score is under the threshold (unknown) "
+        "or the gallery is empty.",
+    )
+    score: float | None = Field(
+        examples=[0.71], description="Cosine similarity of the best match (null if none)."
+    )
+    candidates: list[Candidate] = Field(
+        description="The top_k best identities, best first, whatever their score.",
+        examples=[[{"identity": "Ada Lovelace", "score": 0.71}]],
+    )
+
+
+class IdentifyResponse(BaseModel):
+    faces: list[IdentifiedFace] = Field(description="Every face in the photo, largest first.")
+    model_version: str = Field(examples=["1"])
+
+
+class EnrollResponse(BaseModel):
+    identity: str = Field(examples=["Ada Lovelace"])
+    face_id: str = Field(examples=["3f0c9b7e-5d0b-4a55-9a43-6f1e2d0c8b11"])
+    faces_detected: int = Field(
+        examples=[1], description="Faces found in the photo; the largest was enrolled."
+    )
+
+
+class IdentitySummary(BaseModel):
+    identity: str = Field(examples=["Ada Lovelace"])
+    faces: int = Field(examples=[2])
+
+
+class IdentityList(BaseModel):
+    identities: list[IdentitySummary]
+    total: int = Field(examples=[1], description="Identities in the gallery, all pages.")
+
+
+class EnrolledFace(BaseModel):
+    face_id: str = Field(examples=["3f0c9b7e-5d0b-4a55-9a43-6f1e2d0c8b11"])
+    created_at: str = Field(examples=["2025-01-31T12:00:00.000000Z"])
+    model_version: str = Field(examples=["faceid/1"])
+
+
+class IdentityDetail(BaseModel):
+    identity: str = Field(examples=["Ada Lovelace"])
+    faces: list[EnrolledFace]
+
+
+class VerifyResponse(BaseModel):
+    same_person: bool = Field(examples=[True])
+    score: float = Field(examples=[0.68], description="Cosine similarity of the two faces.")
+    threshold: float = Field(examples=[0.42])
+
+
+class EmbeddedFace(FaceBase):
+    embedding: list[float] = Field(
+        description="L2-normalised embedding; compare two with a dot product.",
+        examples=[[0.031, -0.118, 0.054]],
+    )
+
+
+class EmbedResponse(BaseModel):
+    faces: list[EmbeddedFace] = Field(description="Every face in the photo, largest first.")
+    model_version: str = Field(examples=["1"])
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, object]]:
+    """OpenAPI ``responses=`` entries documenting the error envelope."""
+    descriptions = {
+        400: "invalid_image: the upload is not a decodable image",
+        401: "unauthorized: missing or wrong API key",
+        404: "not_found: no such identity or face",
+        413: "too_large: upload bytes or decoded pixels over the limit",
+        415: "unsupported_media_type: not JPEG, PNG, WebP, BMP or PGM/PPM",
+        422: "validation_error / invalid_identity / no_face",
+        503: "starting: the model is still loading",
+    }
+    return {s: {"model": ErrorResponse, "description": descriptions[s]} for s in statuses}

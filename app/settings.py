@@ -1,0 +1,96 @@
+"""Typed service settings, read from ``FACEID_*`` environment variables.
+
+Every variable and its default is listed in the README's configuration table.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
+
+
+class Settings(BaseSettings):
+    """Service configuration. Environment variables are ``FACEID_`` + the field name."""
+
+    model_config = SettingsConfigDict(env_prefix="FACEID_", extra="ignore", frozen=True)
+
+    model_dir: Path = Field(
+        default=Path("model_store/faceid/1"),
+        description="SavedModel version directory (with model_card.json); "
+        "a relative path is resolved against the repository root.",
+    )
+    data_dir: Path = Field(
+        default=Path("data"),
+        description="Directory of the gallery database (<data_dir>/gallery.sqlite3); "
+        "a relative path is resolved against the working directory.",
+    )
+    api_keys: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=(),
+        description="Comma-separated API keys accepted as 'Authorization: Bearer <key>'. "
+        "Empty: authentication is off.",
+        repr=False,
+    )
+    max_upload_bytes: int = Field(default=10 * 1024 * 1024, ge=1, description="Per-image byte cap.")
+    max_pixels: int = Field(default=40_000_000, ge=1, description="Decoded width×height cap.")
+    threshold: float | None = Field(
+        default=None, ge=-1.0, le=1.0, description="Cosine threshold overriding the model card's."
+    )
+    batch_max_size: int = Field(
+        default=32, ge=1, le=1024, description="Faces per model call, at most."
+    )
+    batch_max_wait_ms: float = Field(
+        default=5.0, ge=0.0, le=10_000.0, description="How long a batch waits for more faces."
+    )
+    detect_workers: int = Field(
+        default_factory=lambda: max(1, min(4, os.cpu_count() or 1)),
+        ge=1,
+        le=64,
+        description="Threads decoding, detecting and aligning uploads.",
+    )
+    max_faces: int = Field(
+        default=20, ge=1, le=100, description="Default faces per /identify photo."
+    )
+    log_level: LogLevel = Field(default="INFO", description="Log level of the JSON-lines logs.")
+    host: str = Field(default="127.0.0.1", description="Address `python -m app` binds.")
+    port: int = Field(default=8000, ge=0, le=65535, description="Port `python -m app` binds.")
+
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _split_keys(cls, value: object) -> object:
+        if value is None:
+            return ()
+        if isinstance(value, str):
+            return tuple(k.strip() for k in value.split(",") if k.strip())
+        return value
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper_level(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
+
+    @field_validator("model_dir", mode="after")
+    @classmethod
+    def _resolve_model_dir(cls, value: Path) -> Path:
+        value = value.expanduser()
+        return value if value.is_absolute() else (REPO_ROOT / value).resolve()
+
+    @field_validator("data_dir", mode="after")
+    @classmethod
+    def _resolve_data_dir(cls, value: Path) -> Path:
+        return value.expanduser().resolve()
+
+    @property
+    def gallery_path(self) -> Path:
+        return self.data_dir / "gallery.sqlite3"
+
+    @property
+    def auth_enabled(self) -> bool:
+        return bool(self.api_keys)

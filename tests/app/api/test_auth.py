@@ -1,0 +1,107 @@
+"""API keys: Bearer auth on every route but /health and /metrics (tiny model)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from faceid_testkit import image_file, lfw, make_settings, running_app
+from fastapi.testclient import TestClient
+
+from app.api.deps import keys_match
+from app.faces import FacePipeline
+
+KEYS = "first-key-0123, second-key-4567"
+GOOD = {"Authorization": "Bearer second-key-4567"}
+PHOTO = lfw("Al_Gore", 1)
+
+
+@pytest.fixture(scope="module")
+def client(
+    tiny_model_dir: Path, face_pipeline: FacePipeline, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[TestClient]:
+    settings = make_settings(tiny_model_dir, tmp_path_factory.mktemp("data"), api_keys=KEYS)
+    assert settings.api_keys == ("first-key-0123", "second-key-4567")
+    assert "key-0123" not in repr(settings)  # keys never end up in logs via repr
+    with running_app(settings, face_pipeline) as c:
+        yield c
+
+
+ROUTES = [
+    ("post", "/identify", True),
+    ("post", "/embed", True),
+    ("post", "/identities/Someone/faces", True),
+    ("get", "/identities", False),
+    ("get", "/identities/Someone", False),
+    ("delete", "/identities/Someone", False),
+    ("delete", "/identities/Someone/faces/abc", False),
+]
+
+
+@pytest.mark.parametrize(("method", "path", "upload"), ROUTES)
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {},
+        {"Authorization": "Bearer wrong-key"},
+        {"Authorization": "Bearer first-key-012"},  # a prefix of a real key
+        {"Authorization": "Basic Zmlyc3Qta2V5LTAxMjM="},
+        {"Authorization": "first-key-0123"},  # no scheme
+    ],
+)
+def test_missing_or_wrong_key_is_401(
+    client: TestClient, method: str, path: str, upload: bool, headers: dict[str, str]
+) -> None:
+    kwargs = {"files": image_file(PHOTO)} if upload else {}
+    response = client.request(method.upper(), path, headers=headers, **kwargs)
+    assert response.status_code == 401, response.text
+    assert response.json()["error"]["code"] == "unauthorized"
+    assert response.headers["www-authenticate"] == "Bearer"
+    assert response.headers["x-request-id"]
+
+
+def test_verify_needs_a_key(client: TestClient) -> None:
+    files = {**image_file(PHOTO, "image_a"), **image_file(PHOTO, "image_b")}
+    assert client.post("/verify", files=files).status_code == 401
+    assert client.post("/verify", files=files, headers=GOOD).status_code == 200
+
+
+def test_either_configured_key_works(client: TestClient) -> None:
+    for key in ("first-key-0123", "second-key-4567"):
+        headers = {"Authorization": f"Bearer {key}"}
+        enrolled = client.post(
+            "/identities/Al Gore/faces", files=image_file(PHOTO), headers=headers
+        )
+        assert enrolled.status_code == 201, enrolled.text
+    listing = client.get("/identities", headers=GOOD)
+    assert listing.status_code == 200
+    assert listing.json()["identities"] == [{"identity": "Al Gore", "faces": 2}]
+    found = client.post("/identify", files=image_file(PHOTO), headers=GOOD)
+    assert found.json()["faces"][0]["identity"] == "Al Gore"
+    assert client.delete("/identities/Al Gore", headers=GOOD).status_code == 204
+
+
+def test_health_metrics_and_docs_need_no_key(client: TestClient) -> None:
+    assert client.get("/health").status_code == 200
+    assert client.get("/metrics").status_code == 200
+    assert client.get("/openapi.json").status_code == 200
+
+
+def test_auth_is_checked_before_readiness(client: TestClient) -> None:
+    state = client.app.state.faceid  # type: ignore[attr-defined]
+    state.ready = False
+    try:
+        assert client.get("/identities").status_code == 401
+        assert client.get("/identities", headers=GOOD).status_code == 503
+    finally:
+        state.ready = True
+
+
+def test_key_comparison() -> None:
+    keys = ("alpha", "beta")
+    assert keys_match("beta", keys)
+    assert not keys_match("bet", keys)
+    assert not keys_match("", keys)
+    assert not keys_match("gamma", ())
+    assert keys_match("ключ", ("ключ",))  # non-ASCII keys compare as UTF-8 bytes

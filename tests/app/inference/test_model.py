@@ -1,0 +1,55 @@
+"""EmbeddingModel and the model card checks."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from faceid_testkit import TINY_DIM, write_card
+
+from app.inference.model import EmbeddingModel, StartupError, read_card
+
+
+def test_embeds_uint8_crops_into_unit_vectors_reading_the_input_key(tiny_model_dir: Path) -> None:
+    model = EmbeddingModel(tiny_model_dir)
+    assert model.input_key == "faces"  # read from the signature, not hard-coded
+    rng = np.random.default_rng(0)
+    crops = rng.integers(0, 256, (3, 112, 112, 3), dtype=np.uint8)
+    emb = model.embed(crops)
+    assert emb.shape == (3, TINY_DIM) and emb.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(emb, axis=1), 1.0, atol=1e-5)
+    np.testing.assert_allclose(model.embed(crops[1:2])[0], emb[1], atol=1e-5)
+    assert model.embed(np.zeros((0, 112, 112, 3), np.uint8)).shape == (0, TINY_DIM)
+    with pytest.raises(ValueError):
+        model.embed(crops.astype(np.float32))
+
+
+def test_missing_card_refuses(tmp_path: Path, tiny_model_dir: Path) -> None:
+    copy = tmp_path / "m"
+    shutil.copytree(tiny_model_dir, copy)
+    (copy / "model_card.json").unlink()
+    with pytest.raises(StartupError, match=r"model_card\.json is missing"):
+        read_card(copy)
+    with pytest.raises(StartupError, match="does not exist"):
+        read_card(tmp_path / "nowhere")
+
+
+def test_preprocessing_mismatch_refuses_with_both_versions_named(tmp_path: Path) -> None:
+    tmp_path.mkdir(exist_ok=True)
+    write_card(tmp_path, preprocessing_version="dlib-68+v0")
+    with pytest.raises(StartupError, match=r"dlib-68\+v0.*mtcnn"):
+        read_card(tmp_path)
+
+
+def test_invalid_card_and_dimension_mismatch_refuse(tmp_path: Path, tiny_model_dir: Path) -> None:
+    (tmp_path / "model_card.json").write_text(json.dumps({"name": "x"}))
+    with pytest.raises(StartupError, match="invalid"):
+        read_card(tmp_path)
+    copy = tmp_path / "m"
+    shutil.copytree(tiny_model_dir, copy)
+    write_card(copy, embedding_dim=TINY_DIM * 2)
+    with pytest.raises(StartupError, match="embeddings but its card says"):
+        EmbeddingModel(copy)
