@@ -7,7 +7,7 @@ TF ?= cpu
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 
-.PHONY: run test lint format check bench-quick clean
+.PHONY: run test lint format clean
 
 $(PY):
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "need $(PYTHON) on PATH (or run: make PYTHON=python3 ...)"; exit 1; }
@@ -40,3 +40,16 @@ format: $(VENV)/.stamp-dev-$(TF)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+
+# Delivery helpers (optional; the README's two set-up commands are `make run` and `make test`).
+.PHONY: smoke docker-lint ci
+BASE_URL ?= http://127.0.0.1:8000
+
+smoke:  ## the README walk-through against a running service (BASE_URL=...)
+	scripts/smoke.sh $(BASE_URL)
+
+docker-lint: $(VENV)/.stamp-dev-$(TF)
+	$(VENV)/bin/hadolint Dockerfile
+
+ci:  ## what CI runs: tests, lint, then the smoke test against a fresh service
+	.ci/run

@@ -1,0 +1,93 @@
+"""Each benchmark's ``--quick`` mode runs and writes sane results (benchmarks are not tests;
+this only keeps the scripts working).
+
+The accuracy and load quick runs start the real service (``python -m app``) and need the
+shipped model; they also run face_recognition in its own venv
+(``~/.cache/faceid/peer-venv``, created from PyPI on first use, ~15 s and ~130 MB).
+Set ``FACEID_BENCH_NO_PEER=1`` to pass ``--no-peer`` instead (e.g. an offline CI).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+DATA = Path(os.environ.get("FACEID_BENCH_DATA", REPO.parent / "shared" / "data"))
+MODEL = REPO / "model_store" / "faceid" / "1" / "model_card.json"
+NO_PEER = os.environ.get("FACEID_BENCH_NO_PEER") == "1"
+
+needs_data = pytest.mark.skipif(not (DATA / "lfw").is_dir(), reason=f"no datasets at {DATA}")
+needs_model = pytest.mark.skipif(not MODEL.exists(), reason="no shipped model in model_store/")
+
+
+def run_quick(module: str, out: Path, *extra: str, timeout: int = 600) -> dict:
+    cmd = [sys.executable, "-m", module, "--quick", "--out", str(out), *extra]
+    p = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=timeout)
+    assert p.returncode == 0, f"{' '.join(cmd)} failed:\n{p.stdout[-2000:]}\n{p.stderr[-4000:]}"
+    stem = module.rsplit(".", 1)[1]
+    assert (out / f"{stem}.md").read_text().startswith("###")
+    return json.loads((out / f"{stem}.json").read_text())
+
+
+def check_machine(m: dict) -> None:
+    assert m["cores"] >= 1 and m["cpu_model"] and m["date"]
+
+
+def test_gallery_quick(tmp_path: Path) -> None:
+    r = run_quick("bench.gallery", tmp_path)
+    check_machine(r["machine"])
+    (row,) = r["exact"]
+    assert row["faces"] == 10_000
+    s = row["search_top5_single"]
+    assert s["n"] == 100 and 0 < s["p50_ms"] <= s["p99_ms"] < 5_000
+    assert row["rank1_sanity"] >= 0.95  # synthetic genuine queries find their identity
+    assert row["add_many_faces_per_s"] > 1_000
+    assert row["matrix_mb"] == pytest.approx(10_000 * 128 * 4 / 2**20, abs=0.1)
+    assert row["startup_s"] > 0 and row["durable_enroll_per_s"] > 0
+
+
+@pytest.mark.slow
+@needs_data
+@needs_model
+def test_accuracy_quick(tmp_path: Path) -> None:
+    r = run_quick("bench.accuracy", tmp_path, *(["--no-peer"] if NO_PEER else []))
+    check_machine(r["machine"])
+    systems = ["service"] if NO_PEER else ["service", "face_recognition"]
+    assert sorted(r["systems"]) == sorted(systems)
+    for name in systems:
+        s = r["systems"][name]
+        v = s["verification"]["all"]
+        assert v["pairs"] == 48
+        assert 0.5 <= v["accuracy_10fold"] <= 1 and 0.5 <= v["auc"] <= 1
+        assert 0 <= v["failed_pairs"] <= 48 and 0 <= s["no_face_images"] <= s["images"]
+        i = s["identification"]
+        assert i["enrolled_people"] == 8 and i["impostor_probes"] == 8
+        assert 0 <= i["rank1"] <= 1
+    assert r["systems"]["service"]["errors"] == 0
+    assert (tmp_path / "accuracy_roc.png").stat().st_size > 1_000
+
+
+@pytest.mark.slow
+@needs_data
+@needs_model
+def test_load_quick(tmp_path: Path) -> None:
+    r = run_quick("bench.load", tmp_path, *(["--no-peer"] if NO_PEER else []))
+    check_machine(r["machine"])
+    assert set(r["service"]) == {"lfw_250x250", "celeba_scenes"}
+    for runs in r["service"].values():
+        assert [x["concurrency"] for x in runs] == [1, 4]
+        for x in runs:
+            assert x["errors"] == 0 and x["ok"] == 12
+            assert x["images_per_s"] > 0
+            assert 0 < x["latency"]["p50_ms"] <= x["latency"]["p99_ms"]
+            assert x["server_peak_rss_mb"] > 50 and x["server_cores_busy"] >= 0
+    if not NO_PEER:
+        for p in r["peer"].values():
+            assert p["images"] == 12 and p["images_per_s"] > 0
+        assert len(r["headline"]) == 2 and all("×" in h for h in r["headline"])

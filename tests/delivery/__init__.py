@@ -1,0 +1,1 @@
+"""Delivery tests: CI script, smoke test, Dockerfile, compose, README."""
