@@ -15,8 +15,12 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from app.faces import AlignedFace, FacePipeline
 
 log = logging.getLogger(__name__)
 
@@ -50,9 +54,26 @@ def list_identities(root: Path) -> list[Path]:
     )
 
 
+def process_image(pipeline: FacePipeline, path: str | Path) -> tuple[AlignedFace | None, str]:
+    """Run one photo through the shared pipeline; return (largest face or None, status).
+
+    status is ``used``, ``several_faces`` (used: the largest face is kept), ``no_face`` or
+    ``undecodable``. This is the training code path that the service's path must match.
+    """
+    from app.faces import ImageError
+
+    try:
+        faces = pipeline.faces_in_file(str(path))
+    except ImageError:
+        return None, "undecodable"
+    if not faces:
+        return None, "no_face"
+    return faces[0], ("several_faces" if len(faces) > 1 else "used")
+
+
 def _process_identity(args: tuple[str, str, str]) -> dict:
     folder, out_npz, out_json = args
-    from app.faces import FacePipeline, ImageError
+    from app.faces import FacePipeline
 
     pipeline = _worker_pipeline(FacePipeline)
     crops, files, boxes, landmarks = [], [], [], []
@@ -62,19 +83,13 @@ def _process_identity(args: tuple[str, str, str]) -> dict:
         if path.suffix.lower() not in IMAGE_SUFFIXES:
             continue
         stats["images"] += 1
-        try:
-            faces = pipeline.faces_in_file(str(path))
-        except ImageError:
-            stats["undecodable"] += 1
+        face, status = process_image(pipeline, path)
+        if face is None:
+            stats[status] += 1
             missed.append(path.name)
             continue
-        if not faces:
-            stats["no_face"] += 1
-            missed.append(path.name)
-            continue
-        if len(faces) > 1:
+        if status == "several_faces":
             stats["several_faces"] += 1
-        face = faces[0]  # largest
         crops.append(face.crop)
         files.append(path.name)
         boxes.append(face.box)
@@ -124,8 +139,8 @@ def prepare_datasets(
         start = time.monotonic()
         ctx = mp.get_context("spawn")
         pool = ctx.Pool(workers) if workers > 1 else None
-        results = pool.imap_unordered(_process_identity, todo) if pool else map(
-            _process_identity, todo
+        results = (
+            pool.imap_unordered(_process_identity, todo) if pool else map(_process_identity, todo)
         )
         for i, stats in enumerate(results, 1):
             report.add(stats)
@@ -133,8 +148,14 @@ def prepare_datasets(
                 rate = i / max(time.monotonic() - start, 1e-9)
                 log.info(
                     "%s: %d/%d identities (%.1f/s, eta %.0fs) images used=%d no_face=%d several=%d",
-                    name, i, len(todo), rate, (len(todo) - i) / rate,
-                    report.used, report.no_face, report.several_faces,
+                    name,
+                    i,
+                    len(todo),
+                    rate,
+                    (len(todo) - i) / rate,
+                    report.used,
+                    report.no_face,
+                    report.several_faces,
                 )
         if pool:
             pool.close()

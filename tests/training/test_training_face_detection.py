@@ -1,0 +1,64 @@
+"""The shared MTCNN pipeline finds the face in real photos of the three datasets."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+PHOTOS = [
+    ("lfw/train/Aaron_Peirsol/Aaron_Peirsol_0001.jpg", "lfw"),
+    ("lfw/train/AJ_Cook/AJ_Cook_0001.jpg", "lfw"),
+    ("orl/s1/1.pgm", "orl"),
+    ("orl/s17/5.pgm", "orl"),
+]
+
+
+def _celeba_photos(data_root, n: int = 3) -> list[str]:  # type: ignore[no-untyped-def]
+    folders = sorted(p for p in (data_root / "celeba").iterdir() if p.is_dir())[:n]
+    return [str(sorted(f.glob("*.jpg"))[0].relative_to(data_root)) for f in folders]
+
+
+def _check_face(face, width: int, height: int) -> None:  # type: ignore[no-untyped-def]
+    x1, y1, x2, y2 = face.box
+    assert 0 <= x1 < x2 <= width and 0 <= y1 < y2 <= height
+    assert face.score >= 0.9
+    lm = face.landmarks
+    assert lm.shape == (5, 2)
+    # landmarks inside the (slightly enlarged) box, eyes left→right, eyes above mouth
+    margin = 0.1 * (x2 - x1)
+    assert (lm[:, 0] > x1 - margin).all() and (lm[:, 0] < x2 + margin).all()
+    assert lm[0, 0] < lm[1, 0] and lm[3, 0] < lm[4, 0]
+    assert max(lm[0, 1], lm[1, 1]) < min(lm[3, 1], lm[4, 1])
+    assert face.crop.shape == (112, 112, 3) and face.crop.dtype == np.uint8
+
+
+@pytest.mark.parametrize(("rel", "kind"), PHOTOS)
+def test_finds_the_face(data_root, pipeline, rel: str, kind: str) -> None:  # type: ignore[no-untyped-def]
+    from app.faces import decode_image
+
+    path = data_root / rel
+    pixels = decode_image(path.read_bytes()).pixels
+    h, w = pixels.shape[:2]
+    faces = pipeline.faces_in_file(str(path))
+    assert faces, f"no face found in {rel}"
+    _check_face(faces[0], w, h)
+    x1, y1, x2, y2 = faces[0].box
+    if kind == "lfw":  # LFW crops are centred on the labelled face
+        assert x1 < w / 2 < x2 and y1 < h / 2 < y2
+        assert 50 < x2 - x1 < 200
+    if kind == "orl":  # greyscale in, three equal channels out
+        assert np.array_equal(faces[0].crop[..., 0], faces[0].crop[..., 1])
+        assert (x2 - x1) > 0.4 * w
+
+
+def test_finds_faces_in_celeba_scenes(data_root, pipeline) -> None:  # type: ignore[no-untyped-def]
+    from app.faces import decode_image
+
+    for rel in _celeba_photos(data_root):
+        path = data_root / rel
+        pixels = decode_image(path.read_bytes()).pixels
+        faces = pipeline.faces_in_file(str(path))
+        assert faces, f"no face found in {rel}"
+        _check_face(faces[0], pixels.shape[1], pixels.shape[0])
+        areas = [f.detection.area for f in faces]
+        assert areas == sorted(areas, reverse=True)  # largest first

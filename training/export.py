@@ -1,0 +1,191 @@
+"""Export an embedding backbone as the SavedModel the service loads.
+
+``model_store/<name>/<version>/`` holds the SavedModel itself (``saved_model.pb`` +
+``variables/``) with one signature, ``serving_default``:
+
+    input  ``images``:    uint8   [batch, 112, 112, 3]  aligned RGB crops (app.faces)
+    output ``embedding``: float32 [batch, D]            L2-normalised
+
+The uint8 → float32 cast, the pixel normalisation and the L2 normalisation are inside
+the graph. Beside it: ``model_card.json`` and the evaluation JSON/PNGs.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+INPUT_NAME = "images"
+OUTPUT_NAME = "embedding"
+
+CITATIONS = {
+    "lfw": (
+        "G. B. Huang, M. Ramesh, T. Berg, E. Learned-Miller, 'Labeled Faces in the Wild: A "
+        "Database for Studying Face Recognition in Unconstrained Environments', UMass Amherst "
+        "TR 07-49, 2007; deep-funneled images: G. B. Huang, M. Mattar, H. Lee, "
+        "E. Learned-Miller, 'Learning to Align from Scratch', NIPS 2012. Research benchmark."
+    ),
+    "celeba": (
+        "Z. Liu, P. Luo, X. Wang, X. Tang, 'Deep Learning Face Attributes in the Wild', "
+        "ICCV 2015. Released for non-commercial research."
+    ),
+    "orl": (
+        "The ORL face database, Olivetti Research Laboratory, Cambridge, 1992-1994; "
+        "F. Samaria, A. Harter, 'Parameterisation of a Stochastic Model for Human Face "
+        "Identification', IEEE WACV 1994."
+    ),
+}
+
+
+def export_savedmodel(backbone: Any, out_dir: Path, weights_dtype: str = "float32") -> Path:
+    """Write ``backbone`` (float32 [0,255] → raw embedding) as a uint8-input SavedModel.
+
+    ``weights_dtype="float16"`` stores the float weights at half precision (half the
+    size on disk and in git) and casts them back to float32 inside the graph, so all
+    arithmetic stays float32; embeddings then differ by about 1e-3 (cosine > 0.99999).
+    """
+    import tensorflow as tf
+
+    if weights_dtype not in ("float32", "float16"):
+        raise ValueError(f"weights_dtype must be float32 or float16, not {weights_dtype}")
+    if weights_dtype == "float16":
+        return _export_half(backbone, Path(out_dir))
+
+    out_dir = Path(out_dir)
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+
+    def serve(images: tf.Tensor) -> dict[str, tf.Tensor]:
+        x = tf.cast(images, tf.float32)
+        emb = tf.cast(backbone(x, training=False), tf.float32)
+        return {OUTPUT_NAME: tf.math.l2_normalize(emb, axis=-1)}
+
+    # A tf.Module that tracks exactly the tf.Variables the serving graph captures, rather
+    # than keras.export.ExportArchive: in Keras 3.15 the archive stores every variable
+    # twice (the Keras variables and the captured tf.Variables), doubling the size.
+    module = tf.Module()
+    module.serve = tf.function(
+        serve, input_signature=[tf.TensorSpec([None, 112, 112, 3], tf.uint8, name=INPUT_NAME)]
+    )
+    concrete = module.serve.get_concrete_function()
+    module.captured_variables = list(concrete.variables)
+    tf.saved_model.save(module, str(out_dir), signatures={"serving_default": concrete})
+    return out_dir
+
+
+def _export_half(backbone: Any, out_dir: Path) -> Path:
+    import tensorflow as tf
+
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+
+    def stored(v: Any) -> Any:
+        value = v.value
+        if value.dtype == tf.float32:
+            value = tf.cast(value, tf.float16)
+        return tf.Variable(value, trainable=False)
+
+    module = tf.Module()
+    module.trainable = [stored(v) for v in backbone.trainable_variables]
+    module.non_trainable = [stored(v) for v in backbone.non_trainable_variables]
+
+    def as_f32(vs: list[Any]) -> list[Any]:
+        return [tf.cast(v, tf.float32) if v.dtype == tf.float16 else v for v in vs]
+
+    def serve(images: tf.Tensor) -> dict[str, tf.Tensor]:
+        # stateless_call reads the half-precision copies, never the Keras variables, so
+        # only the float16 weights end up in the SavedModel.
+        emb, _ = backbone.stateless_call(
+            as_f32(module.trainable),
+            as_f32(module.non_trainable),
+            tf.cast(images, tf.float32),
+            training=False,
+        )
+        return {OUTPUT_NAME: tf.math.l2_normalize(tf.cast(emb, tf.float32), axis=-1)}
+
+    module.serve = tf.function(
+        serve, input_signature=[tf.TensorSpec([None, 112, 112, 3], tf.uint8, name=INPUT_NAME)]
+    )
+    tf.saved_model.save(module, str(out_dir), signatures={"serving_default": module.serve})
+    return out_dir
+
+
+def check_export(backbone: Any, out_dir: Path, crops: np.ndarray) -> float:
+    """Max |Δ| between the Keras model and the loaded SavedModel on ``crops``."""
+    from training.evaluate import keras_embed_fn, savedmodel_embed_fn
+
+    ref = keras_embed_fn(backbone)(crops)
+    got = savedmodel_embed_fn(out_dir)(crops)
+    return float(np.max(np.abs(ref - got)))
+
+
+def write_model_card(
+    out_dir: Path,
+    *,
+    name: str,
+    version: str,
+    embedding_dim: int,
+    threshold: float | None,
+    metrics: dict[str, Any],
+    recipe: str,
+    config: dict[str, Any],
+    training_info: dict[str, Any] | None,
+    pretrained: dict[str, Any] | None,
+    evaluation_dir: Path | None,
+) -> dict[str, Any]:
+    """Write ``model_card.json`` (and copy the evaluation files) beside the SavedModel."""
+    from app.faces import PREPROCESSING_VERSION
+
+    datasets = dict(config.get("data", {}).get("datasets", {}))
+    counts = (training_info or {}).get("datasets", {})
+    card = {
+        "name": name,
+        "version": str(version),
+        "embedding_dim": int(embedding_dim),
+        "preprocessing_version": PREPROCESSING_VERSION,
+        "threshold": threshold,
+        "threshold_meaning": (
+            "cosine similarity of L2-normalised embeddings; >= threshold means same person"
+        ),
+        "signature": {
+            "name": "serving_default",
+            "input": {"name": INPUT_NAME, "dtype": "uint8", "shape": [None, 112, 112, 3]},
+            "output": {"name": OUTPUT_NAME, "dtype": "float32", "shape": [None, embedding_dim]},
+        },
+        "metrics": metrics,
+        "training_data": {
+            "datasets": {
+                ds: {"path": path, "counts": counts.get(ds, {}), "citation": CITATIONS.get(ds)}
+                for ds, path in datasets.items()
+            },
+            "split": "identity-disjoint; validation = "
+            + json.dumps(
+                {
+                    k: config.get("data", {}).get(k)
+                    for k in ("val_datasets", "lfw_pairs", "val_share", "split_seed")
+                }
+            ),
+        },
+        "recipe": recipe,
+        "config": config,
+        "pretrained": pretrained,
+        "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "training": training_info,
+    }
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if evaluation_dir is not None and Path(evaluation_dir).is_dir():
+        for f in sorted(Path(evaluation_dir).iterdir()):
+            if f.suffix in (".png", ".json") and f.name != "model_card.json":
+                shutil.copy2(f, out_dir / f.name)
+    (out_dir / "model_card.json").write_text(json.dumps(card, indent=2))
+    return card
