@@ -357,6 +357,7 @@ def cmd_export(args: argparse.Namespace) -> int:
             "summary": summary(result),
             "evaluation": "evaluation.json",
             "export_max_abs_diff": diff,
+            "weights_dtype": args.weights_dtype,
         },
         recipe=cfg.recipe + (" (untrained)" if args.untrained else ""),
         config=cfg.to_dict(),

@@ -121,8 +121,24 @@ def _best_threshold(scores: np.ndarray, same: np.ndarray) -> float:
     return float(cands[int(np.argmax(correct))])
 
 
+def accuracy_at(scores: np.ndarray, same: np.ndarray, threshold: float) -> float:
+    """Share of pairs decided right at ``threshold``; a NaN score (no face) is always wrong."""
+    decided = np.isfinite(scores)
+    with np.errstate(invalid="ignore"):
+        right = (scores >= threshold) == same
+    return float(np.mean(right & decided)) if len(scores) else float("nan")
+
+
+def _never_accepted(scores: np.ndarray) -> np.ndarray:
+    """For ROC and TAR@FAR, a pair without a face is rejected at every threshold."""
+    return np.where(np.isfinite(scores), scores, -np.inf)
+
+
 def kfold_accuracy(scores: np.ndarray, same: np.ndarray, folds: int = 10) -> dict[str, Any]:
-    """LFW protocol: per fold, choose the threshold on the other folds, test on this one."""
+    """LFW protocol: per fold, choose the threshold on the other folds, test on this one.
+
+    NaN scores (a pair where an image had no detected face) count as errors.
+    """
     n = len(scores)
     idx = np.arange(n)
     fold_of = idx * folds // max(n, 1)  # contiguous folds as in LFW's pair files
@@ -131,8 +147,9 @@ def kfold_accuracy(scores: np.ndarray, same: np.ndarray, folds: int = 10) -> dic
         test = fold_of == f
         if not test.any():
             continue
-        thr = _best_threshold(scores[~test], same[~test])
-        accs.append(float(np.mean((scores[test] >= thr) == same[test])))
+        fit = ~test & np.isfinite(scores)
+        thr = _best_threshold(scores[fit], same[fit])
+        accs.append(accuracy_at(scores[test], same[test], thr))
         thrs.append(thr)
     return {
         "accuracy": float(np.mean(accs)),
@@ -156,9 +173,10 @@ def verification_metrics(
         perm = order[np.argsort(rank, kind="stable")]
         scores, same = scores[perm], same[perm]
     out = kfold_accuracy(scores, same, folds)
-    out["auc"] = roc_auc(scores, same)
+    ranked = _never_accepted(scores)
+    out["auc"] = roc_auc(ranked, same)
     for far in (1e-2, 1e-3):
-        tar, thr = tar_at_far(scores, same, far)
+        tar, thr = tar_at_far(ranked, same, far)
         out[f"tar_at_far_{far:.0e}"] = tar
         out[f"threshold_at_far_{far:.0e}"] = thr
     out["genuine_pairs"] = int(same.sum())
@@ -173,7 +191,10 @@ def lfw_pair_scores(
     embed: EmbedFn,
     dataset: str = "lfw",
 ) -> tuple[np.ndarray, np.ndarray, int]:
-    """Cosine scores of the protocol pairs; a pair with a missing crop is scored as an error."""
+    """Cosine scores of the protocol pairs; NaN where an image had no detected face.
+
+    ``kfold_accuracy`` counts such a pair as an error; ROC and TAR@FAR never accept it.
+    """
     pairs = read_pairs(pairs_file)
     lookup: dict[tuple[str, str], np.ndarray] = {}
     for p1, f1, p2, f2, _ in pairs:
@@ -190,7 +211,7 @@ def lfw_pair_scores(
         a, b = emb.get((p1, f1)), emb.get((p2, f2))
         if a is None or b is None:
             missing += 1
-            scores[i] = -2.0 if is_same else 2.0  # wrong at every threshold
+            scores[i] = np.nan
         else:
             scores[i] = float(a @ b)
     return scores, same, missing
@@ -388,7 +409,7 @@ def evaluate(
         lfw["pairs"] = len(l_scores)
         lfw["missing_pairs"] = missing  # counted as errors
         result["lfw_pairs"] = lfw
-        curves["lfw"] = (l_scores, l_same)
+        curves["lfw"] = (_never_accepted(l_scores), l_same)
     # the service's default "unknown" threshold: cosine at the target FAR on validation
     _, threshold = tar_at_far(v_scores, v_same, far_target)
     result["threshold"] = {"cosine": threshold, "far_target": far_target, "source": "validation"}

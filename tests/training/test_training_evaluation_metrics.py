@@ -10,6 +10,7 @@ import pytest
 from training.data import Identity
 from training.evaluate import (
     evaluate,
+    accuracy_at,
     kfold_accuracy,
     lfw_pair_scores,
     open_set_identification,
@@ -81,9 +82,12 @@ def test_lfw_pairs_with_a_missing_face_count_as_errors(tmp_path: Path) -> None:
     scores, same, missing = lfw_pair_scores(pairs, ids, embed)
     assert missing == 2 and same.tolist() == [True, True, False, False]
     assert scores[0] == pytest.approx(1.0) and scores[2] == pytest.approx(0.0)
+    assert np.isnan(scores[1]) and np.isnan(scores[3])
     # the pairs with B_0002 are wrong at any threshold → best possible accuracy 50 %
-    acc = np.mean([(s >= t) == y for s, y in zip(scores, same, strict=True) for t in [0.5]])
-    assert acc == 0.5
+    assert all(accuracy_at(scores, same, t) == 0.5 for t in (0.01, 0.5, 0.99))
+    # ...but for TAR@FAR they are rejected, so they cannot use up the impostor budget
+    metrics = verification_metrics(scores, same, folds=2, interleave=False)
+    assert metrics["tar_at_far_1e-02"] == pytest.approx(0.5)
 
 
 def test_evaluate_writes_json_and_pictures(tmp_path: Path) -> None:
