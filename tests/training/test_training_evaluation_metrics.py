@@ -9,8 +9,8 @@ import pytest
 
 from training.data import Identity
 from training.evaluate import (
-    evaluate,
     accuracy_at,
+    evaluate,
     kfold_accuracy,
     lfw_pair_scores,
     open_set_identification,
