@@ -207,7 +207,7 @@ def lfw_pair_scores(
     scores = np.empty(len(pairs), np.float64)
     same = np.array([p[4] for p in pairs], dtype=bool)
     missing = 0
-    for i, (p1, f1, p2, f2, is_same) in enumerate(pairs):
+    for i, (p1, f1, p2, f2, _) in enumerate(pairs):
         a, b = emb.get((p1, f1)), emb.get((p2, f2))
         if a is None or b is None:
             missing += 1
