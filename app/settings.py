@@ -58,6 +58,14 @@ class Settings(BaseSettings):
     max_faces: int = Field(
         default=20, ge=1, le=100, description="Default faces per /identify photo."
     )
+    ann_min_faces: int = Field(
+        default=200_000,
+        ge=0,
+        description="Gallery size (faces) from which searches go through an approximate "
+        "HNSW index (usearch), built in a background thread after startup (exact search "
+        "until it has caught up); its candidates are re-scored exactly, so scores stay exact "
+        "cosine similarities. 0: always exact.",
+    )
     log_level: LogLevel = Field(default="INFO", description="Log level of the JSON-lines logs.")
     host: str = Field(default="127.0.0.1", description="Address `python -m app` binds.")
     port: int = Field(default=8000, ge=0, le=65535, description="Port `python -m app` binds.")

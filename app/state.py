@@ -77,7 +77,7 @@ class ServiceState:
         rng = np.random.default_rng(0)
         self.pipeline.faces_in_pixels(np.zeros((160, 160, 3), dtype=np.uint8))
         self.pipeline.faces_in_pixels(rng.integers(0, 256, (250, 250, 3), dtype=np.uint8))
-        gallery = GalleryService.open(self.store)
+        gallery = GalleryService.open(self.store, ann_min_faces=self.settings.ann_min_faces)
         self.model, self.gallery = model, gallery
         log.info(
             "model loaded and warmed up",
@@ -121,6 +121,8 @@ class ServiceState:
             await self.batcher.stop()
         if self._detect_pool is not None:
             self._detect_pool.shutdown(wait=False, cancel_futures=True)
+        if self.gallery is not None:
+            self.gallery.index.close()  # stops a background approximate-index build
         if self.store is not None:
             self.store.close()
 

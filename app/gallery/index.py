@@ -10,18 +10,39 @@ of its best-matching face.
 
 Thread-safe: every public method takes one lock (numpy releases the GIL inside the matrix
 product, so other Python threads keep running while a search computes).
+
+Large galleries (``ann_min_faces``): exact search costs one pass over the whole matrix
+(~40 ms at 1 M faces), so from ``ann_min_faces`` faces on, searches ask an HNSW graph
+(``app.gallery.ann``) for candidate faces instead and re-score only those exactly. A
+background thread builds the graph and keeps it caught up with enrollments; rows it has
+not inserted yet are scored exactly, and until it has nearly caught up (or while it holds
+the graph), searches stay exact.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
+import time
 from collections.abc import Sequence
 
 import numpy as np
 
+from app.gallery.ann import AnnIndex
+
+log = logging.getLogger("faceid.gallery")
+
 # Upper bound on the floats in one (queries × gallery) score block, to cap memory use.
 _MAX_BLOCK_FLOATS = 1 << 24  # 16 M floats = 64 MiB
 _INITIAL_CAPACITY = 1024
+# Approximate search: faces fetched from the graph per query are max(_ANN_MIN_CANDIDATES,
+# _ANN_CANDIDATES_PER_K × top_k); it is used once at most _ANN_MAX_TAIL faces are not yet
+# in the graph (those are scored exactly); a search waits at most _ANN_WAIT_S for a
+# builder step holding the graph before it searches exactly instead.
+_ANN_MIN_CANDIDATES = 64
+_ANN_CANDIDATES_PER_K = 8
+_ANN_MAX_TAIL = 4096
+_ANN_WAIT_S = 0.01
 
 
 def _normalise(vectors: np.ndarray) -> np.ndarray:
@@ -33,10 +54,18 @@ def _normalise(vectors: np.ndarray) -> np.ndarray:
 class GalleryIndex:
     """Enrolled face embeddings, matched by cosine similarity."""
 
-    def __init__(self, dim: int) -> None:
+    def __init__(self, dim: int, ann_min_faces: int = 0) -> None:
+        """``ann_min_faces``: from this many faces on, search through an approximate
+        (HNSW) index with exact re-scoring; 0 (the default): always exact."""
         if dim < 1:
             raise ValueError("dim must be >= 1")
+        if ann_min_faces < 0:
+            raise ValueError("ann_min_faces must be >= 0")
         self.dim = int(dim)
+        self.ann_min_faces = int(ann_min_faces)
+        self._ann: AnnIndex | None = None
+        self._builder: threading.Thread | None = None
+        self._closed = False
         self._lock = threading.Lock()
         self._emb = np.zeros((_INITIAL_CAPACITY, self.dim), dtype=np.float32)
         self._codes = np.zeros(_INITIAL_CAPACITY, dtype=np.int64)  # row → identity code
@@ -122,6 +151,7 @@ class GalleryIndex:
             for row, code in enumerate(codes.tolist(), start):
                 self._rows_of_code[code].add(row)
             self._size += n
+            self._start_builder()
 
     def _remove_row(self, row: int) -> None:
         """Remove one row by moving the last row into its place (lock held)."""
@@ -147,6 +177,8 @@ class GalleryIndex:
             moved_rows = self._rows_of_code[moved_code]
             moved_rows.discard(last)
             moved_rows.add(row)
+        if self._ann is not None:
+            self._ann.remove_row(row, last, self._emb[row])
         self._face_ids.pop()
         self._size = last
 
@@ -172,6 +204,83 @@ class GalleryIndex:
                 self._remove_row(row)
             return len(rows)
 
+    # ----------------------------------------------------------- approximate
+    @property
+    def ann_faces(self) -> int:
+        """Faces in the approximate index (0 when there is none)."""
+        ann = self._ann
+        return ann.rows if ann is not None else 0
+
+    @property
+    def ann_memory_bytes(self) -> int:
+        """Memory held by the approximate index (0 when there is none)."""
+        ann = self._ann
+        return ann.memory_bytes if ann is not None else 0
+
+    def _start_builder(self) -> None:
+        """Start the background builder if the graph lags behind the matrix (lock held)."""
+        if not self.ann_min_faces or self._closed or self._builder is not None:
+            return
+        if self._ann is None:
+            if self._size < self.ann_min_faces:
+                return
+            self._ann = AnnIndex(self.dim)
+        if self._ann.rows < self._size:
+            self._builder = threading.Thread(
+                target=self._build, name="faceid-ann-build", daemon=True
+            )
+            self._builder.start()
+
+    def _build(self) -> None:
+        """Builder thread: insert rows into the graph chunk by chunk until caught up.
+
+        Holds the index lock only to claim a chunk, never while inserting it.
+        """
+        t0, inserted = time.perf_counter(), 0
+        try:
+            while True:
+                with self._lock:
+                    ann = self._ann
+                    step = None
+                    if ann is not None and not self._closed:
+                        step = ann.claim(self._emb[: self._size])
+                    if ann is None or step is None:
+                        self._builder = None
+                        break
+                ann.insert_claimed(*step)
+                inserted += len(step[1])
+        except Exception:
+            log.exception("approximate index failed; searching exactly from now on")
+            with self._lock:
+                self._ann, self._builder, self.ann_min_faces = None, None, 0
+            return
+        if inserted >= 10_000:
+            log.info(
+                "approximate index caught up",
+                extra={"faces_inserted": inserted, "seconds": round(time.perf_counter() - t0, 1)},
+            )
+
+    def wait_for_ann(self, timeout: float | None = None) -> bool:
+        """Wait until the background builder has caught up (or ``timeout`` seconds pass);
+        True if the approximate index then covers every face."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            with self._lock:
+                builder = self._builder
+                caught_up = self._ann is not None and self._ann.rows == self._size
+            if builder is None:
+                return caught_up
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                return False
+            builder.join(left)
+
+    def close(self) -> None:
+        """Stop the background builder (after its current chunk); searches stay exact."""
+        with self._lock:
+            self._closed = True
+            self._ann = None
+
     # ---------------------------------------------------------------- search
     def search(self, queries: np.ndarray, top_k: int = 1) -> list[list[tuple[str, float]]]:
         """For each query (N×dim float32), the ``top_k`` best identities, best first.
@@ -192,6 +301,12 @@ class GalleryIndex:
             size = self._size
             if size == 0:
                 return [[] for _ in range(len(q))]
+            ann = self._ann
+            if ann is not None and size >= self.ann_min_faces and size - ann.rows <= _ANN_MAX_TAIL:
+                count = max(_ANN_MIN_CANDIDATES, _ANN_CANDIDATES_PER_K * top_k)
+                found = ann.try_search(q, count, _ANN_WAIT_S)
+                if found is not None:
+                    return self._rescore(q, *found, top_k)
             gallery = self._emb[:size]
             codes = self._codes[:size]
             block = max(1, _MAX_BLOCK_FLOATS // size)
@@ -208,6 +323,30 @@ class GalleryIndex:
                     if hits is None:  # fewer than top_k identities among the best k faces
                         hits = self._top_identities(row, codes, top_k, k * 4)
                     results.append(hits)
+        return results
+
+    def _rescore(
+        self, q: np.ndarray, built: int, candidates: np.ndarray, top_k: int
+    ) -> list[list[tuple[str, float]]]:
+        """Exact answers from approximate candidates (lock held).
+
+        Scores each query's candidate rows (-1: none) and every row the graph does not hold
+        yet (``built`` on) exactly; a query whose candidates name fewer than ``top_k``
+        identities (one identity holding most of them) is searched exactly instead.
+        """
+        size = self._size
+        gallery, codes = self._emb[:size], self._codes[:size]
+        tail = np.arange(built, size)
+        want = min(top_k, len(self._code_of))
+        results = []
+        for query, found in zip(q, candidates, strict=True):
+            found = found[found >= 0]
+            rows = np.concatenate([found, tail])
+            scores = np.concatenate([gallery[found] @ query, gallery[built:] @ query])
+            hits = self._distinct(scores, np.arange(len(rows)), codes[rows], top_k)
+            if hits is None or len(hits) < want:
+                hits = self._top_identities(gallery @ query, codes, top_k, top_k * 4)
+            results.append(hits)
         return results
 
     def _distinct(

@@ -35,10 +35,11 @@ class GalleryService:
         self._write_lock = threading.Lock()
 
     @classmethod
-    def open(cls, store: GalleryStore) -> GalleryService:
-        """Load every stored face into a fresh index."""
+    def open(cls, store: GalleryStore, ann_min_faces: int = 0) -> GalleryService:
+        """Load every stored face into a fresh index; from ``ann_min_faces`` faces on
+        (0: never), it builds an approximate index in the background."""
         rows = store.load_all()
-        index = GalleryIndex(store.embedding_dim)
+        index = GalleryIndex(store.embedding_dim, ann_min_faces=ann_min_faces)
         index.add_many(rows.face_ids, rows.identities, rows.embeddings)
         return cls(store, index)
 
@@ -87,4 +88,5 @@ class GalleryService:
         return self.index.search(queries, top_k)
 
     def close(self) -> None:
+        self.index.close()
         self.store.close()
