@@ -76,3 +76,31 @@ def test_export_then_load_matches_keras(backbone, data_root, pipeline, tmp_path:
     assert "signature_def['serving_default']" in shown
     assert "inputs['images']" in shown and "DT_UINT8" in shown
     assert "outputs['embedding']" in shown and "(-1, 112, 112, 3)" in shown and "(-1, 128)" in shown
+
+
+def test_float16_weight_storage_halves_the_size_and_keeps_the_embeddings(
+    backbone, data_root, pipeline, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    import tensorflow as tf
+
+    from training.export import export_savedmodel
+    from training.train import build_embedding_model
+
+    full = export_savedmodel(backbone, tmp_path / "f32" / "1")
+    half = export_savedmodel(backbone, tmp_path / "f16" / "1", weights_dtype="float16")
+
+    def weight_bytes(d: Path) -> int:
+        return sum(f.stat().st_size for f in (d / "variables").iterdir())
+
+    assert weight_bytes(half) < 0.6 * weight_bytes(full)
+    crops = _real_crops(data_root, pipeline)
+    expected = build_embedding_model(backbone).predict(crops.astype(np.float32), verbose=0)
+    fn = tf.saved_model.load(str(half)).signatures["serving_default"]
+    assert list(fn.structured_input_signature[1]) == ["images"]
+    emb = fn(images=tf.constant(crops))["embedding"].numpy()
+    assert emb.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(emb, axis=1), 1.0, atol=1e-5)
+    np.testing.assert_allclose(emb, expected, atol=5e-3)
+    assert np.min(np.sum(emb * expected, axis=1)) > 0.9999
+    with pytest.raises(ValueError):
+        export_savedmodel(backbone, tmp_path / "bad" / "1", weights_dtype="int8")

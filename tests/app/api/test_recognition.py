@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from faceid_testkit import (
+    DATA,
     MULTI_FACE_PHOTO,
     REAL_MODEL_DIR,
     image_file,
@@ -43,7 +44,7 @@ def client(
     face_pipeline: FacePipeline, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[TestClient]:
     # A long batch wait so that faces of concurrent requests reliably meet in one batch
-    # (detection, serialised by MTCNN's lock, is slower than the model on a CPU).
+    # (detection is slower than the model on a CPU, so faces otherwise arrive one by one).
     settings = make_settings(REAL_MODEL_DIR, tmp_path_factory.mktemp("data"), batch_max_wait_ms=200)
     with running_app(settings, face_pipeline) as c:
         for person in PEOPLE:
@@ -155,3 +156,24 @@ def test_several_photos_per_identity_and_delete_makes_unknown(client: TestClient
     assert face["identity"] is None
     assert all(c["identity"] != "Al Gore" for c in face["candidates"])
     assert client.get("/identities/Al Gore").status_code == 404
+
+
+def test_embed_route_matches_the_training_code_path_with_the_shipped_model(
+    client: TestClient, face_pipeline: FacePipeline
+) -> None:
+    """The pipeline's promise end to end: /embed over HTTP and the training package's own
+    path (prepare.process_image + the evaluator's SavedModel embedder) agree to 1e-5."""
+    import numpy as np
+
+    from training.evaluate import savedmodel_embed_fn
+    from training.prepare import process_image
+
+    embed = savedmodel_embed_fn(REAL_MODEL_DIR)
+    for path in (lfw("Al_Gore", 2), DATA / "orl" / "s7" / "4.pgm"):
+        face, status = process_image(face_pipeline, path)
+        assert face is not None and status in ("used", "several_faces")
+        trained = embed(face.crop[None])[0]
+        response = client.post("/embed", files=image_file(path))
+        assert response.status_code == 200, response.text
+        served = np.asarray(response.json()["faces"][0]["embedding"], dtype=np.float32)
+        np.testing.assert_allclose(served, trained, atol=1e-5)
