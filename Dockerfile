@@ -41,7 +41,7 @@ ENV PATH=/opt/venv/bin:$PATH \
     FACEID_HOST=0.0.0.0 \
     FACEID_PORT=8000 \
     FACEID_DATA_DIR=/data \
-    FACEID_MODEL_DIR=/srv/faceid/model_store/faceid/1
+    FACEID_MODEL_DIR=/srv/faceid/model_store/faceid/2
 # The gallery (SQLite: embeddings and metadata, never photos) lives here.
 VOLUME /data
 USER 10001:10001

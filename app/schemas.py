@@ -104,7 +104,7 @@ class IdentityList(BaseModel):
 class EnrolledFace(BaseModel):
     face_id: str = Field(examples=["3f0c9b7e-5d0b-4a55-9a43-6f1e2d0c8b11"])
     created_at: str = Field(examples=["2025-01-31T12:00:00.000000Z"])
-    model_version: str = Field(examples=["faceid/1"])
+    model_version: str = Field(examples=["faceid/2"])
 
 
 class IdentityDetail(BaseModel):

@@ -23,7 +23,7 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="FACEID_", extra="ignore", frozen=True)
 
     model_dir: Path = Field(
-        default=Path("model_store/faceid/1"),
+        default=Path("model_store/faceid/2"),
         description="SavedModel version directory (with model_card.json); "
         "a relative path is resolved against the repository root.",
     )

@@ -4,7 +4,7 @@ The tiny model (uint8 input → cast → small conv → dense → L2 norm, expor
 real model's ``serving_default`` signature and a card) makes structural tests fast: the
 same photo always gets the same embedding, so enroll-then-identify of one photo works,
 but it does not recognise people. Recognition tests use the shipped
-``model_store/faceid/1``.
+``model_store/faceid/2``.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ DATA = Path(os.environ.get("FACEID_TEST_DATA", REPO_ROOT.parent / "shared" / "da
 LFW = DATA / "lfw" / "train"
 MULTI_FACE_PHOTO = DATA / "celeba" / "7409" / "027779.jpg"  # three detectable faces
 ORL_FACE = DATA / "orl" / "s1" / "1.pgm"
-REAL_MODEL_DIR = REPO_ROOT / "model_store" / "faceid" / "1"
+REAL_MODEL_DIR = REPO_ROOT / "model_store" / "faceid" / "2"
 TINY_DIM = 32
 
 

@@ -43,7 +43,7 @@ def test_settings_defaults_and_environment(monkeypatch: pytest.MonkeyPatch) -> N
         if key.startswith("FACEID_"):
             monkeypatch.delenv(key)
     defaults = Settings()
-    assert defaults.model_dir == REPO_ROOT / "model_store" / "faceid" / "1"
+    assert defaults.model_dir == REPO_ROOT / "model_store" / "faceid" / "2"
     assert defaults.gallery_path == Path.cwd().resolve() / "data" / "gallery.sqlite3"
     assert defaults.api_keys == () and not defaults.auth_enabled
     assert (defaults.max_upload_bytes, defaults.max_pixels) == (10 * 1024 * 1024, 40_000_000)

@@ -19,7 +19,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 DATA = Path(os.environ.get("FACEID_BENCH_DATA", REPO.parent / "shared" / "data"))
-MODEL = REPO / "model_store" / "faceid" / "1" / "model_card.json"
+MODEL = REPO / "model_store" / "faceid" / "2" / "model_card.json"
 NO_PEER = os.environ.get("FACEID_BENCH_NO_PEER") == "1"
 
 needs_data = pytest.mark.skipif(not (DATA / "lfw").is_dir(), reason=f"no datasets at {DATA}")

@@ -1,7 +1,8 @@
-"""Real recognition with the shipped model (model_store/faceid/1) through the HTTP API."""
+"""Real recognition with the shipped model (model_store/faceid/2) through the HTTP API."""
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -35,6 +36,9 @@ PEOPLE = [
 STRANGERS = ["Adam_Sandler", "Alec_Baldwin", "Abdoulaye_Wade"]  # never enrolled
 
 
+SHIPPED_VERSION = json.loads((REAL_MODEL_DIR / "model_card.json").read_text())["version"]
+
+
 def name_of(person: str) -> str:
     return person.replace("_", " ")
 
@@ -61,7 +65,10 @@ def identify(client: TestClient, path: Path, **params: object) -> dict:  # type:
 
 def test_health_reports_the_shipped_model(client: TestClient) -> None:
     body = client.get("/health").json()
-    assert body["model"]["name"] == "faceid" and body["model"]["version"] == "1"
+    card = json.loads((REAL_MODEL_DIR / "model_card.json").read_text())
+    assert body["model"]["name"] == card["name"] == "faceid"
+    assert body["model"]["version"] == card["version"]
+    assert body["model"]["threshold"] == pytest.approx(card["threshold"])
     assert body["model"]["embedding_dim"] == 128
     assert body["gallery"] == {"identities": len(PEOPLE), "faces": len(PEOPLE)}
 
@@ -71,7 +78,7 @@ def test_enrolled_person_is_identified_in_a_different_photo(
     client: TestClient, person: str
 ) -> None:
     body = identify(client, lfw(person, 2), top_k=3)
-    assert body["model_version"] == "1"
+    assert body["model_version"] == SHIPPED_VERSION
     face = body["faces"][0]
     assert face["identity"] == name_of(person), face
     assert face["score"] >= client.get("/health").json()["model"]["threshold"]
