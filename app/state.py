@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from app.faces import AlignedFace, FacePipeline, decode_image
+from app.faces import AlignedFace, FacePipeline
 from app.gallery.service import GalleryService
 from app.gallery.store import GalleryStore
 from app.inference.batcher import MicroBatcher
@@ -142,8 +142,9 @@ class ServiceState:
     def _faces_blocking(self, data: bytes, max_faces: int | None) -> list[AlignedFace]:
         assert self.pipeline is not None
         t0 = time.perf_counter()
-        image = decode_image(data, max_pixels=self.settings.max_pixels)
-        faces = self.pipeline.faces_in_pixels(image.pixels, max_faces=max_faces)
+        faces = self.pipeline.faces_in_bytes(
+            data, max_faces=max_faces, max_pixels=self.settings.max_pixels
+        )
         self.metrics.detect_seconds.observe(time.perf_counter() - t0)
         return faces
 

@@ -118,9 +118,3 @@ def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> DecodedIm
             "invalid_image", f"The image could not be decoded ({type(exc).__name__}).", 400
         ) from exc
     return DecodedImage(pixels=np.ascontiguousarray(pixels), format=fmt)
-
-
-def load_image_file(path: str) -> DecodedImage:
-    """Decode an image file from disk exactly as an upload of its bytes would be."""
-    with open(path, "rb") as fh:
-        return decode_image(fh.read())

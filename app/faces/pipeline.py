@@ -48,9 +48,9 @@ class FacePipeline:
         self.detector = detector or FaceDetector()
         self.max_pixels = max_pixels
 
-    def decode(self, data: bytes) -> DecodedImage:
-        """Decode upload bytes (raises ``ImageError``)."""
-        return decode_image(data, max_pixels=self.max_pixels)
+    def decode(self, data: bytes, max_pixels: int | None = None) -> DecodedImage:
+        """Decode upload bytes (raises ``ImageError``); ``max_pixels`` overrides the cap."""
+        return decode_image(data, max_pixels=self.max_pixels if max_pixels is None else max_pixels)
 
     def faces_in_pixels(self, rgb: np.ndarray, max_faces: int | None = None) -> list[AlignedFace]:
         """Detect and align every face in an RGB uint8 array, largest first."""
@@ -62,9 +62,11 @@ class FacePipeline:
             for d in detections
         ]
 
-    def faces_in_bytes(self, data: bytes, max_faces: int | None = None) -> list[AlignedFace]:
+    def faces_in_bytes(
+        self, data: bytes, max_faces: int | None = None, max_pixels: int | None = None
+    ) -> list[AlignedFace]:
         """Decode image bytes, then detect and align its faces, largest first."""
-        return self.faces_in_pixels(self.decode(data).pixels, max_faces=max_faces)
+        return self.faces_in_pixels(self.decode(data, max_pixels).pixels, max_faces=max_faces)
 
     def faces_in_file(self, path: str, max_faces: int | None = None) -> list[AlignedFace]:
         """Read an image file and process it exactly as an upload of its bytes."""
