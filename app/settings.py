@@ -66,6 +66,13 @@ class Settings(BaseSettings):
         "until it has caught up); its candidates are re-scored exactly, so scores stay exact "
         "cosine similarities. 0: always exact.",
     )
+    search_threads: int = Field(
+        default=0,
+        ge=0,
+        le=256,
+        description="Threads one exact search of a large gallery (16,384+ faces) scans "
+        "with; 0: every usable core.",
+    )
     log_level: LogLevel = Field(default="INFO", description="Log level of the JSON-lines logs.")
     host: str = Field(default="127.0.0.1", description="Address `python -m app` binds.")
     port: int = Field(default=8000, ge=0, le=65535, description="Port `python -m app` binds.")

@@ -77,7 +77,11 @@ class ServiceState:
         rng = np.random.default_rng(0)
         self.pipeline.faces_in_pixels(np.zeros((160, 160, 3), dtype=np.uint8))
         self.pipeline.faces_in_pixels(rng.integers(0, 256, (250, 250, 3), dtype=np.uint8))
-        gallery = GalleryService.open(self.store, ann_min_faces=self.settings.ann_min_faces)
+        gallery = GalleryService.open(
+            self.store,
+            ann_min_faces=self.settings.ann_min_faces,
+            search_threads=self.settings.search_threads,
+        )
         self.model, self.gallery = model, gallery
         log.info(
             "model loaded and warmed up",

@@ -11,8 +11,12 @@ of its best-matching face.
 Thread-safe: every public method takes one lock (numpy releases the GIL inside the matrix
 product, so other Python threads keep running while a search computes).
 
-Large galleries (``ann_min_faces``): exact search costs one pass over the whole matrix
-(~40 ms at 1 M faces), so from ``ann_min_faces`` faces on, searches ask an HNSW graph
+From ``_SCAN_MIN_FACES`` faces on, exact search first scans int8 copies of the rows on
+every core and re-scores in float32 only the rows that can still be in the top k
+(``app.gallery.scan``: a quarter of the bytes per query, same answers).
+
+Large galleries (``ann_min_faces``): exact search still costs one pass over every row,
+so from ``ann_min_faces`` faces on, searches ask an HNSW graph
 (``app.gallery.ann``) for candidate faces instead and re-score only those exactly. A
 background thread builds the graph and keeps it caught up with enrollments; rows it has
 not inserted yet are scored exactly, and until it has nearly caught up (or while it holds
@@ -29,6 +33,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from app.gallery.ann import AnnIndex
+from app.gallery.scan import QuantizedScan, quantize
 
 log = logging.getLogger("faceid.gallery")
 
@@ -43,6 +48,9 @@ _ANN_MIN_CANDIDATES = 64
 _ANN_CANDIDATES_PER_K = 8
 _ANN_MAX_TAIL = 4096
 _ANN_WAIT_S = 0.01
+# From this many faces on, exact search goes through the int8 pre-scan (below it the
+# float32 matrix product is already sub-millisecond).
+_SCAN_MIN_FACES = 16_384
 
 
 def _normalise(vectors: np.ndarray) -> np.ndarray:
@@ -54,9 +62,11 @@ def _normalise(vectors: np.ndarray) -> np.ndarray:
 class GalleryIndex:
     """Enrolled face embeddings, matched by cosine similarity."""
 
-    def __init__(self, dim: int, ann_min_faces: int = 0) -> None:
+    def __init__(self, dim: int, ann_min_faces: int = 0, search_threads: int = 0) -> None:
         """``ann_min_faces``: from this many faces on, search through an approximate
-        (HNSW) index with exact re-scoring; 0 (the default): always exact."""
+        (HNSW) index with exact re-scoring; 0 (the default): always exact.
+        ``search_threads``: threads one exact scan of a large gallery uses (0: every
+        usable core)."""
         if dim < 1:
             raise ValueError("dim must be >= 1")
         if ann_min_faces < 0:
@@ -68,6 +78,9 @@ class GalleryIndex:
         self._closed = False
         self._lock = threading.Lock()
         self._emb = np.zeros((_INITIAL_CAPACITY, self.dim), dtype=np.float32)
+        self._emb8 = np.zeros((_INITIAL_CAPACITY, self.dim), dtype=np.int8)  # int8 codes
+        self._max_error = 0.0  # ≥ every row's quantisation error (never lowered)
+        self._scan = QuantizedScan(search_threads or None)
         self._codes = np.zeros(_INITIAL_CAPACITY, dtype=np.int64)  # row → identity code
         self._face_ids: list[str] = []  # row → face id
         self._row_of: dict[str, int] = {}  # face id → row
@@ -104,9 +117,11 @@ class GalleryIndex:
             capacity *= 2
         emb = np.zeros((capacity, self.dim), dtype=np.float32)
         emb[: self._size] = self._emb[: self._size]
+        emb8 = np.zeros((capacity, self.dim), dtype=np.int8)
+        emb8[: self._size] = self._emb8[: self._size]
         codes = np.zeros(capacity, dtype=np.int64)
         codes[: self._size] = self._codes[: self._size]
-        self._emb, self._codes = emb, codes
+        self._emb, self._emb8, self._codes = emb, emb8, codes
 
     def _code(self, identity: str) -> int:
         code = self._code_of.get(identity)
@@ -137,6 +152,7 @@ class GalleryIndex:
         if len(set(face_ids)) != n:
             raise ValueError("duplicate face ids in one add_many call")
         normed = _normalise(embeddings)
+        quantised, errors = quantize(normed)
         with self._lock:
             dup = next((f for f in face_ids if f in self._row_of), None)
             if dup is not None:
@@ -145,6 +161,8 @@ class GalleryIndex:
             start = self._size
             codes = np.fromiter((self._code(i) for i in identities), dtype=np.int64, count=n)
             self._emb[start : start + n] = normed
+            self._emb8[start : start + n] = quantised
+            self._max_error = max(self._max_error, float(errors.max()))
             self._codes[start : start + n] = codes
             self._face_ids.extend(face_ids)
             self._row_of.update(zip(face_ids, range(start, start + n), strict=True))
@@ -171,6 +189,7 @@ class GalleryIndex:
             moved_code = int(self._codes[last])
             moved_id = self._face_ids[last]
             self._emb[row] = self._emb[last]
+            self._emb8[row] = self._emb8[last]
             self._codes[row] = moved_code
             self._face_ids[row] = moved_id
             self._row_of[moved_id] = row
@@ -280,6 +299,7 @@ class GalleryIndex:
         with self._lock:
             self._closed = True
             self._ann = None
+        self._scan.close()
 
     # ---------------------------------------------------------------- search
     def search(self, queries: np.ndarray, top_k: int = 1) -> list[list[tuple[str, float]]]:
@@ -309,6 +329,8 @@ class GalleryIndex:
                     return self._rescore(q, *found, top_k)
             gallery = self._emb[:size]
             codes = self._codes[:size]
+            if size >= _SCAN_MIN_FACES:
+                return [self._scan_search(query, top_k) for query in q]
             block = max(1, _MAX_BLOCK_FLOATS // size)
             k = min(size, top_k * 4)
             for start in range(0, len(q), block):
@@ -324,6 +346,23 @@ class GalleryIndex:
                         hits = self._top_identities(row, codes, top_k, k * 4)
                     results.append(hits)
         return results
+
+    def _scan_search(self, query: np.ndarray, top_k: int) -> list[tuple[str, float]]:
+        """Exact top identities of one query through the int8 pre-scan (lock held)."""
+        size = self._size
+        gallery, codes = self._emb[:size], self._codes[:size]
+        want = min(top_k, len(self._code_of))
+        k = top_k * 4
+        while True:
+            rows, scores = self._scan.top_rows(
+                query, gallery, self._emb8[:size], self._max_error, k
+            )
+            # ``rows`` are every face scoring above a cut-off, so the best identities
+            # among them are exact once there are enough of them.
+            hits = self._distinct(scores, np.arange(len(rows)), codes[rows], top_k)
+            if (hits is not None and len(hits) >= want) or k >= size:
+                return hits or []
+            k *= 4
 
     def _rescore(
         self, q: np.ndarray, built: int, candidates: np.ndarray, top_k: int

@@ -35,11 +35,16 @@ class GalleryService:
         self._write_lock = threading.Lock()
 
     @classmethod
-    def open(cls, store: GalleryStore, ann_min_faces: int = 0) -> GalleryService:
+    def open(
+        cls, store: GalleryStore, ann_min_faces: int = 0, search_threads: int = 0
+    ) -> GalleryService:
         """Load every stored face into a fresh index; from ``ann_min_faces`` faces on
-        (0: never), it builds an approximate index in the background."""
+        (0: never), it builds an approximate index in the background; ``search_threads``
+        (0: every core) split one exact scan of a large gallery."""
         rows = store.load_all()
-        index = GalleryIndex(store.embedding_dim, ann_min_faces=ann_min_faces)
+        index = GalleryIndex(
+            store.embedding_dim, ann_min_faces=ann_min_faces, search_threads=search_threads
+        )
         index.add_many(rows.face_ids, rows.identities, rows.embeddings)
         return cls(store, index)
 
