@@ -55,16 +55,25 @@ class Settings(BaseSettings):
         le=64,
         description="Threads decoding, detecting and aligning uploads.",
     )
+    min_face_size: int = Field(
+        default=40,
+        ge=12,
+        le=4096,
+        description="Smallest face (pixels, in the photo after downscaling to 640 px) the "
+        "detector looks for. 20 also finds small background faces, at about 1.6x the "
+        "detection time.",
+    )
     max_faces: int = Field(
         default=20, ge=1, le=100, description="Default faces per /identify photo."
     )
     ann_min_faces: int = Field(
-        default=200_000,
+        default=0,
         ge=0,
         description="Gallery size (faces) from which searches go through an approximate "
         "HNSW index (usearch), built in a background thread after startup (exact search "
         "until it has caught up); its candidates are re-scored exactly, so scores stay exact "
-        "cosine similarities. 0: always exact.",
+        "cosine similarities, but it can miss the best match (recall@1 0.83 at 1M synthetic "
+        "faces). 0 (default): always exact (7 ms per face at 1M faces on 2 cores).",
     )
     search_threads: int = Field(
         default=0,

@@ -73,7 +73,8 @@ class ServiceState:
         if self.pipeline is None:
             from app.faces import FaceDetector
 
-            self.pipeline = FacePipeline(FaceDetector(), max_pixels=self.settings.max_pixels)
+            detector = FaceDetector(min_face_size=self.settings.min_face_size)
+            self.pipeline = FacePipeline(detector, max_pixels=self.settings.max_pixels)
         rng = np.random.default_rng(0)
         self.pipeline.faces_in_pixels(np.zeros((160, 160, 3), dtype=np.uint8))
         self.pipeline.faces_in_pixels(rng.integers(0, 256, (250, 250, 3), dtype=np.uint8))

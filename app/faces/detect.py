@@ -1,8 +1,14 @@
 """Face detection with MTCNN (``mtcnn==1.0.0``, MIT, weights shipped in the wheel).
 
-MTCNN 1.0.0 returns no faces when ``min_face_size`` is 30 or more, so we keep it at 20
-and bound the image pyramid by downscaling large photos to ``max_side`` instead; boxes
+Large photos are downscaled to ``max_side`` first, which bounds the image pyramid; boxes
 and landmarks are mapped back to the original pixel grid before alignment.
+
+MTCNN 1.0.0 counts its pyramid levels as if the pyramid started at scale 1, whatever
+``min_face_size`` is; from 30 px on, its last levels shrink below PNet's 12-px window,
+TensorFlow raises, and the library reports "no face". We replace that one function with
+a pyramid that stops at the last level still 12 px wide (``_scale_pyramid``), so
+``min_face_size`` works as documented: it sets the first (largest and most expensive)
+pyramid level at ``12 / min_face_size`` of the photo.
 
 MTCNN 1.0.0 calls its three Keras networks eagerly, once per pyramid scale, which makes
 detection Python-bound (about 80 ms for a 250×250 photo on one core). We compile each
@@ -22,7 +28,7 @@ import numpy as np
 from PIL import Image
 
 DEFAULT_MAX_SIDE = 640
-DEFAULT_MIN_FACE_SIZE = 20
+DEFAULT_MIN_FACE_SIZE = 40
 DEFAULT_MIN_SCORE = 0.9
 
 
@@ -40,6 +46,19 @@ class DetectedFace:
         return max(0.0, x2 - x1) * max(0.0, y2 - y1)
 
 
+def _scale_pyramid(
+    width: int, height: int, min_face_size: int, scale_factor: float, min_size: int = 12
+) -> np.ndarray:
+    """Scales of MTCNN's image pyramid: from ``min_size / min_face_size`` down by
+    ``scale_factor`` while the shorter side stays at least ``min_size`` pixels."""
+    first = min_size / min_face_size
+    shorter = min(width, height) * first
+    if shorter < min_size:
+        return np.zeros(0)
+    count = int(np.floor(np.log(min_size / shorter) / np.log(scale_factor) + 1e-9)) + 1
+    return first * scale_factor ** np.arange(count)
+
+
 class FaceDetector:
     """Compiled MTCNN returning faces sorted largest first; safe to call from several threads."""
 
@@ -49,10 +68,13 @@ class FaceDetector:
         min_face_size: int = DEFAULT_MIN_FACE_SIZE,
         min_score: float = DEFAULT_MIN_SCORE,
     ) -> None:
-        if min_face_size >= 30:
-            raise ValueError("mtcnn 1.0.0 finds no faces with min_face_size >= 30; use <= 20")
+        if min_face_size < 12:
+            raise ValueError("min_face_size must be at least 12 (PNet's window)")
+        import mtcnn.stages.stage_pnet
         import tensorflow as tf
         from mtcnn import MTCNN  # imported lazily: it pulls in TensorFlow
+
+        mtcnn.stages.stage_pnet.build_scale_pyramid = _scale_pyramid
 
         self._mtcnn = MTCNN(device="CPU:0")
         spec = tf.TensorSpec(shape=[None, None, None, 3], dtype=tf.float32)
@@ -71,7 +93,7 @@ class FaceDetector:
             scale = self.max_side / max(height, width)
             size = (max(1, round(width * scale)), max(1, round(height * scale)))
             small = np.asarray(Image.fromarray(rgb).resize(size, Image.Resampling.BILINEAR))
-        if min(small.shape[:2]) < 12:
+        if min(small.shape[:2]) < self.min_face_size:  # no pyramid level fits PNet
             return []
         raw = self._mtcnn.detect_faces(
             small, output_type="numpy", box_format="xyxy", min_face_size=self.min_face_size

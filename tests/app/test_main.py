@@ -50,15 +50,17 @@ def test_settings_defaults_and_environment(monkeypatch: pytest.MonkeyPatch) -> N
     assert defaults.threshold is None
     assert (defaults.batch_max_size, defaults.batch_max_wait_ms) == (32, 5.0)
     assert (defaults.host, defaults.port, defaults.log_level) == ("127.0.0.1", 8000, "INFO")
-    assert defaults.ann_min_faces == 200_000
+    assert defaults.ann_min_faces == 0 and defaults.search_threads == 0
+    assert defaults.min_face_size == 40
     monkeypatch.setenv("FACEID_API_KEYS", " a ,b,, ")
     monkeypatch.setenv("FACEID_THRESHOLD", "0.3")
     monkeypatch.setenv("FACEID_PORT", "9001")
     monkeypatch.setenv("FACEID_LOG_LEVEL", "debug")
     monkeypatch.setenv("FACEID_MODEL_DIR", "model_store/other/2")
-    monkeypatch.setenv("FACEID_ANN_MIN_FACES", "0")
+    monkeypatch.setenv("FACEID_ANN_MIN_FACES", "500000")
+    monkeypatch.setenv("FACEID_MIN_FACE_SIZE", "20")
     configured = Settings()
-    assert configured.ann_min_faces == 0
+    assert configured.ann_min_faces == 500_000 and configured.min_face_size == 20
     assert configured.api_keys == ("a", "b") and configured.auth_enabled
     assert (configured.threshold, configured.port, configured.log_level) == (0.3, 9001, "DEBUG")
     assert configured.model_dir == REPO_ROOT / "model_store" / "other" / "2"

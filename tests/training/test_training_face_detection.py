@@ -62,3 +62,41 @@ def test_finds_faces_in_celeba_scenes(data_root, pipeline) -> None:  # type: ign
         _check_face(faces[0], pixels.shape[1], pixels.shape[0])
         areas = [f.detection.area for f in faces]
         assert areas == sorted(areas, reverse=True)  # largest first
+
+
+@pytest.mark.parametrize(
+    ("side", "min_face"), [(250, 20), (250, 40), (187, 40), (640, 48), (50, 40)]
+)
+def test_scale_pyramid_stops_at_the_last_level_pnet_can_read(side: int, min_face: int) -> None:
+    from app.faces.detect import _scale_pyramid
+
+    scales = _scale_pyramid(side + 30, side, min_face, 0.709)
+    assert len(scales) >= 1
+    assert scales[0] == pytest.approx(12 / min_face)
+    np.testing.assert_allclose(scales[1:] / scales[:-1], 0.709)
+    assert side * scales[-1] >= 12 > side * scales[-1] * 0.709
+
+
+def test_scale_pyramid_is_empty_when_the_photo_is_smaller_than_the_smallest_face() -> None:
+    from app.faces.detect import _scale_pyramid
+
+    assert len(_scale_pyramid(100, 30, 40, 0.709)) == 0
+
+
+def test_min_face_size_is_honoured(data_root, pipeline) -> None:  # type: ignore[no-untyped-def]
+    """mtcnn 1.0.0 alone finds nothing from min_face_size 30 on; ours finds faces at least
+    that large and skips smaller ones."""
+    from PIL import Image
+
+    from app.faces import FaceDetector, decode_image
+
+    pixels = decode_image((data_root / PHOTOS[0][0]).read_bytes()).pixels  # face ≈ 100 px
+    big = FaceDetector(min_face_size=60)
+    [face] = big.detect(pixels)[:1]
+    assert face.box[2] - face.box[0] > 60
+    small = np.asarray(Image.fromarray(pixels).resize((64, 64)))  # face ≈ 25 px
+    assert pipeline.detector.min_face_size == 40
+    assert not big.detect(small)
+    assert FaceDetector(min_face_size=20).detect(small)
+    with pytest.raises(ValueError):
+        FaceDetector(min_face_size=8)
