@@ -30,6 +30,9 @@ class ModelInfo(BaseModel):
     threshold: float = Field(
         examples=[0.42], description="Cosine similarity under which a face is unknown."
     )
+    engine: str = Field(
+        examples=["tflite"], description="What runs the model: `tflite` or `savedmodel`."
+    )
 
 
 class GalleryInfo(BaseModel):

@@ -75,6 +75,12 @@ class Settings(BaseSettings):
         "cosine similarities, but it can miss the best match (recall@1 0.83 at 1M synthetic "
         "faces). 0 (default): always exact (7 ms per face at 1M faces on 2 cores).",
     )
+    engine: Literal["auto", "tflite", "savedmodel"] = Field(
+        default="auto",
+        description="How the SavedModel runs: `tflite` converts it at startup to TensorFlow "
+        "Lite with XNNPACK (CPU; checked against the SavedModel, about 7 s), `savedmodel` "
+        "runs it as it is; `auto`: tflite without a GPU, savedmodel with one.",
+    )
     search_threads: int = Field(
         default=0,
         ge=0,

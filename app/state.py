@@ -68,7 +68,7 @@ class ServiceState:
     def _load_blocking(self) -> None:
         assert self.card is not None and self.store is not None
         t0 = time.perf_counter()
-        model = EmbeddingModel(self.settings.model_dir, self.card)
+        model = EmbeddingModel(self.settings.model_dir, self.card, engine=self.settings.engine)
         model.warm_up(tuple(sorted({1, self.settings.batch_max_size})))
         if self.pipeline is None:
             from app.faces import FaceDetector

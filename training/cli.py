@@ -115,6 +115,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 2) - 1))
 
+    p = sub.add_parser(
+        "split",
+        help="write the identity-disjoint train/validation split of the dataset folders",
+    )
+    _common(p)
+    p.add_argument("--out", required=True, help="split.json to write")
+
     p = sub.add_parser("train", help="train an embedding model")
     _common(p, config_required=True)
     p.add_argument("--run-dir", default=None, help="output directory (default runs/<config name>)")
@@ -259,6 +266,31 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_split(args: argparse.Namespace) -> int:
+    """The split ``train`` would make, from the dataset folders alone (no cache needed):
+    the same per-identity rule, so it also covers people whose photos had no face."""
+    from training.data import make_split
+    from training.prepare import list_identities
+
+    cfg = _load_cfg(args) if args.config else config_from_dict({})
+    data_root = resolve_data_root(args.data_root)
+    keys = [
+        f"{name}/{folder.name}"
+        for name, rel in cfg.data.datasets.items()
+        if (data_root / rel).is_dir()
+        for folder in list_identities(data_root / rel)
+    ]
+    split = make_split(keys, cfg.data, data_root)
+    split.save(Path(args.out))
+    log.info(
+        "split: %d training and %d validation identities -> %s",
+        len(split.train),
+        len(split.val),
+        args.out,
+    )
+    return 0
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from training.train import train
 
@@ -391,6 +423,7 @@ def main(argv: list[str] | None = None) -> int:
     _setup_logging(args.verbose)
     handlers = {
         "prepare": cmd_prepare,
+        "split": cmd_split,
         "train": cmd_train,
         "evaluate": cmd_evaluate,
         "export": cmd_export,

@@ -24,7 +24,7 @@ async def health(
     state: Annotated[ServiceState, Depends(get_state)],
 ) -> HealthResponse | JSONResponse:
     """200 once the model is loaded and warmed up; 503 `{"status": "starting"}` before."""
-    if not state.ready or state.card is None or state.gallery is None:
+    if not state.ready or state.card is None or state.gallery is None or state.model is None:
         status = "failed" if state.failed else "starting"
         return JSONResponse({"status": status}, status_code=503, headers={"Retry-After": "2"})
     card = state.card
@@ -34,6 +34,7 @@ async def health(
             version=card.version,
             embedding_dim=card.embedding_dim,
             threshold=state.threshold,
+            engine=state.model.engine,
         ),
         gallery=GalleryInfo(identities=state.gallery.identities, faces=state.gallery.faces),
     )

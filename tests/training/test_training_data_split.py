@@ -79,3 +79,18 @@ def test_train_dataset_batches_augmented_images() -> None:
     assert 10 < flipped < 70  # roughly half of 80 images flipped
     assert seen_labels == {0, 1, 2, 3}
     _ = rng
+
+
+def test_split_command_writes_the_split_train_would_make(data_root: Path, tmp_path: Path) -> None:
+    from training.cli import main
+    from training.data import Split
+
+    out = tmp_path / "split.json"
+    assert (
+        main(["split", "--config", "transfer", "--data-root", str(data_root), "--out", str(out)])
+        == 0
+    )
+    written = Split.load(out)
+    expected = make_split(_all_keys(data_root), load_config("transfer").data, data_root)
+    assert written.train == expected.train and written.val == expected.val
+    assert written.seed == expected.seed and set(written.train).isdisjoint(written.val)

@@ -53,3 +53,27 @@ def test_invalid_card_and_dimension_mismatch_refuse(tmp_path: Path, tiny_model_d
     write_card(copy, embedding_dim=TINY_DIM * 2)
     with pytest.raises(StartupError, match="embeddings but its card says"):
         EmbeddingModel(copy)
+
+
+def test_engines_agree_and_tflite_handles_every_batch_size(tiny_model_dir: Path) -> None:
+    lite = EmbeddingModel(tiny_model_dir, engine="tflite")
+    plain = EmbeddingModel(tiny_model_dir, engine="savedmodel")
+    assert (lite.engine, plain.engine) == ("tflite", "savedmodel")
+    crops = np.random.default_rng(3).integers(0, 256, (7, 112, 112, 3), dtype=np.uint8)
+    want = plain.embed(crops)
+    for n in (1, 7, 2, 1):  # the interpreter is resized between calls
+        np.testing.assert_allclose(lite.embed(crops[:n]), want[:n], atol=1e-4)
+    first = lite.embed(crops[:1])
+    lite.embed(crops[1:3])
+    np.testing.assert_array_equal(first, lite.embed(crops[:1]))  # no reused output buffer
+
+
+def test_a_converted_model_that_disagrees_is_not_used(
+    tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import app.inference.model as model_module
+
+    monkeypatch.setattr(model_module, "_ENGINE_TOLERANCE", -1.0)  # nothing can agree
+    model = EmbeddingModel(tiny_model_dir, engine="tflite")
+    assert model.engine == "savedmodel"
+    assert model.embed(np.zeros((1, 112, 112, 3), np.uint8)).shape == (1, TINY_DIM)
