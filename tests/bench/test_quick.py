@@ -91,3 +91,18 @@ def test_load_quick(tmp_path: Path) -> None:
         for p in r["peer"].values():
             assert p["images"] == 12 and p["images_per_s"] > 0
         assert len(r["headline"]) == 2 and all("×" in h for h in r["headline"])
+
+
+@pytest.mark.slow
+@needs_model
+def test_gpu_quick(tmp_path: Path) -> None:
+    # On a CPU this only proves the script works; the figures come from a lent GPU.
+    r = run_quick("bench.gpu", tmp_path)
+    check_machine(r["machine"])
+    (train,) = r["training"]
+    assert train["recipe"] == "scratch" and train["batch"] == 8 and train["steps_timed"] == 2
+    assert train["images_per_s"] > 0 and train["parameters"] > 500_000
+    assert [row["batch"] for row in r["inference"]] == [1, 4]
+    for row in r["inference"]:
+        assert row["calls"] >= 5 and row["images_per_s"] > 0
+        assert row["images_per_s"] == pytest.approx(row["batch"] / row["p50_ms"] * 1e3, rel=0.01)
