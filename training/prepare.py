@@ -76,6 +76,7 @@ def _process_identity(args: tuple[str, str, str]) -> dict:
     from app.faces import FacePipeline
 
     pipeline = _worker_pipeline(FacePipeline)
+    signature = pipeline.signature
     crops, files, boxes, landmarks = [], [], [], []
     stats = {"images": 0, "used": 0, "no_face": 0, "several_faces": 0, "undecodable": 0}
     missed: list[str] = []
@@ -105,7 +106,7 @@ def _process_identity(args: tuple[str, str, str]) -> dict:
     )
     os.replace(tmp, out_npz)
     with open(out_json, "w") as fh:
-        json.dump({**stats, "missed": missed}, fh)
+        json.dump({**stats, "missed": missed, "pipeline": signature}, fh)
     return stats
 
 
@@ -122,19 +123,37 @@ def _worker_pipeline(factory):  # type: ignore[no-untyped-def]
 def prepare_datasets(
     datasets: Iterable[tuple[str, Path]], cache_dir: Path, workers: int = 1
 ) -> dict[str, DatasetReport]:
-    """Detect, align and cache every identity of every dataset; return per-dataset counts."""
+    """Detect, align and cache every identity of every dataset; return per-dataset counts.
+
+    Resumable: an identity already cached with the current ``pipeline_signature`` is kept;
+    one cached with other settings (an older detector default, say) is processed again.
+    """
+    from app.faces.pipeline import pipeline_signature
+
+    signature = pipeline_signature()
     reports: dict[str, DatasetReport] = {}
     for name, root in datasets:
         out_dir = cache_dir / name
         out_dir.mkdir(parents=True, exist_ok=True)
         report = DatasetReport()
         todo = []
+        stale = 0
         for folder in list_identities(Path(root)):
             npz, js = out_dir / f"{folder.name}.npz", out_dir / f"{folder.name}.json"
-            if npz.exists() and js.exists():
-                report.add(json.loads(js.read_text()))
+            stats = json.loads(js.read_text()) if npz.exists() and js.exists() else None
+            if stats is not None and stats.get("pipeline") == signature:
+                report.add(stats)
             else:
+                stale += stats is not None
                 todo.append((str(folder), str(npz), str(js)))
+        if stale:
+            log.warning(
+                "%s: %d cached identities were made with other face-pipeline settings; "
+                "redoing them (now: %s)",
+                name,
+                stale,
+                signature,
+            )
         log.info("%s: %d identities cached, %d to process", name, report.identities, len(todo))
         start = time.monotonic()
         ctx = mp.get_context("spawn")

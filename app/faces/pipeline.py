@@ -12,7 +12,13 @@ import numpy as np
 
 from app.faces.align import ALIGNED_SIZE, align_face
 from app.faces.decode import DEFAULT_MAX_PIXELS, DecodedImage, decode_image
-from app.faces.detect import DetectedFace, FaceDetector
+from app.faces.detect import (
+    DEFAULT_MAX_SIDE,
+    DEFAULT_MIN_FACE_SIZE,
+    DEFAULT_MIN_SCORE,
+    DetectedFace,
+    FaceDetector,
+)
 
 # Bump whenever decode/detect/align change in a way that alters crops; the service
 # refuses a model whose card names another version.
@@ -39,6 +45,17 @@ class AlignedFace:
         return self.detection.landmarks
 
 
+def pipeline_signature(
+    min_face_size: int = DEFAULT_MIN_FACE_SIZE,
+    max_side: int = DEFAULT_MAX_SIDE,
+    min_score: float = DEFAULT_MIN_SCORE,
+) -> str:
+    """Everything that decides which faces and crops come out: the crop version plus the
+    detector settings. Training's cache records it, so a changed setting is redone."""
+    detector = f"min_face={min_face_size};max_side={max_side};min_score={min_score}"
+    return f"{PREPROCESSING_VERSION};{detector}"
+
+
 class FacePipeline:
     """decode → detect → align, shared by ``training`` and ``app``."""
 
@@ -47,6 +64,12 @@ class FacePipeline:
     ) -> None:
         self.detector = detector or FaceDetector()
         self.max_pixels = max_pixels
+
+    @property
+    def signature(self) -> str:
+        """``pipeline_signature`` of this pipeline's detector settings."""
+        d = self.detector
+        return pipeline_signature(d.min_face_size, d.max_side, d.min_score)
 
     def decode(self, data: bytes, max_pixels: int | None = None) -> DecodedImage:
         """Decode upload bytes (raises ``ImageError``); ``max_pixels`` overrides the cap."""

@@ -100,3 +100,30 @@ def test_min_face_size_is_honoured(data_root, pipeline) -> None:  # type: ignore
     assert FaceDetector(min_face_size=20).detect(small)
     with pytest.raises(ValueError):
         FaceDetector(min_face_size=8)
+
+
+def test_prepare_redoes_identities_cached_with_other_pipeline_settings(data_root, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import json
+    import os
+
+    from app.faces.pipeline import pipeline_signature
+    from training.prepare import prepare_datasets
+
+    root = tmp_path / "orl"
+    root.mkdir()
+    for person in ("s1", "s2"):
+        (root / person).symlink_to(data_root / "orl" / person)
+    cache = tmp_path / "cache"
+    prepare_datasets([("orl", root)], cache)
+    entry = json.loads((cache / "orl" / "s1.json").read_text())
+    assert entry["pipeline"] == pipeline_signature() and "min_face=40" in entry["pipeline"]
+    old = {**entry, "pipeline": pipeline_signature(min_face_size=20)}
+    (cache / "orl" / "s1.json").write_text(json.dumps(old))
+    for npz in (cache / "orl").glob("*.npz"):
+        os.utime(npz, (1, 1))
+    report = prepare_datasets([("orl", root)], cache)["orl"]
+    used = [json.loads((cache / "orl" / f"{p}.json").read_text())["used"] for p in ("s1", "s2")]
+    assert report.identities == 2 and report.used == sum(used) and used[0] == entry["used"]
+    assert json.loads((cache / "orl" / "s1.json").read_text())["pipeline"] == pipeline_signature()
+    assert (cache / "orl" / "s1.npz").stat().st_mtime > 1  # redone
+    assert (cache / "orl" / "s2.npz").stat().st_mtime == 1  # kept
