@@ -67,7 +67,7 @@ def test_health_reports_model_and_gallery(client: TestClient) -> None:
         "version": "test-1",
         "embedding_dim": TINY_DIM,
         "threshold": 0.5,
-        "engine": "tflite",  # no GPU in tests: the CPU default
+        "engine": "tflite-int8",  # no GPU in tests: the CPU default
     }
     assert set(body["gallery"]) == {"identities", "faces"}
 

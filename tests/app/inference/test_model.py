@@ -57,12 +57,15 @@ def test_invalid_card_and_dimension_mismatch_refuse(tmp_path: Path, tiny_model_d
 
 def test_engines_agree_and_tflite_handles_every_batch_size(tiny_model_dir: Path) -> None:
     lite = EmbeddingModel(tiny_model_dir, engine="tflite")
+    int8 = EmbeddingModel(tiny_model_dir, engine="tflite-int8")
     plain = EmbeddingModel(tiny_model_dir, engine="savedmodel")
-    assert (lite.engine, plain.engine) == ("tflite", "savedmodel")
+    assert (lite.engine, int8.engine, plain.engine) == ("tflite", "tflite-int8", "savedmodel")
     crops = np.random.default_rng(3).integers(0, 256, (7, 112, 112, 3), dtype=np.uint8)
     want = plain.embed(crops)
     for n in (1, 7, 2, 1):  # the interpreter is resized between calls
         np.testing.assert_allclose(lite.embed(crops[:n]), want[:n], atol=1e-4)
+        cosines = np.sum(int8.embed(crops[:n]) * want[:n], axis=1)
+        assert cosines.min() > 0.99 and not np.allclose(int8.embed(crops[:n]), want[:n])
     first = lite.embed(crops[:1])
     lite.embed(crops[1:3])
     np.testing.assert_array_equal(first, lite.embed(crops[:1]))  # no reused output buffer
@@ -73,7 +76,9 @@ def test_a_converted_model_that_disagrees_is_not_used(
 ) -> None:
     import app.inference.model as model_module
 
-    monkeypatch.setattr(model_module, "_ENGINE_TOLERANCE", -1.0)  # nothing can agree
-    model = EmbeddingModel(tiny_model_dir, engine="tflite")
-    assert model.engine == "savedmodel"
-    assert model.embed(np.zeros((1, 112, 112, 3), np.uint8)).shape == (1, TINY_DIM)
+    monkeypatch.setattr(model_module, "_FLOAT_MIN_COSINE", 1.01)  # nothing can agree
+    monkeypatch.setattr(model_module, "_INT8_MIN_COSINE", 1.01)
+    for engine in ("tflite", "tflite-int8"):
+        model = EmbeddingModel(tiny_model_dir, engine=engine)  # type: ignore[arg-type]
+        assert model.engine == "savedmodel"
+        assert model.embed(np.zeros((1, 112, 112, 3), np.uint8)).shape == (1, TINY_DIM)
