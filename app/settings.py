@@ -73,7 +73,7 @@ class Settings(BaseSettings):
         "HNSW index (usearch), built in a background thread after startup (exact search "
         "until it has caught up); its candidates are re-scored exactly, so scores stay exact "
         "cosine similarities, but it can miss the best match (recall@1 0.83 at 1M synthetic "
-        "faces). 0 (default): always exact (7 ms per face at 1M faces on 2 cores).",
+        "faces). 0 (default): always exact (6-9 ms per face at 1M faces on 2 cores).",
     )
     engine: Literal["auto", "tflite", "tflite-int8", "savedmodel"] = Field(
         default="auto",
