@@ -40,10 +40,11 @@ TRAIN_CLASSES = 2088
 def _recipes(requested: list[str] | None) -> list[str]:
     if requested:
         return requested
+    from training.backbones.facenet import default_pretrained_dir
+
     names = ["scratch"]
     h5 = os.environ.get("FACEID_FACENET_H5")
-    default_h5 = Path("~/.cache/faceid/pretrained/facenet_keras.h5").expanduser()
-    if (h5 and Path(h5).is_file()) or default_h5.is_file():
+    if (h5 and Path(h5).is_file()) or (default_pretrained_dir() / "facenet_keras.h5").is_file():
         names.append("transfer")
     return names
 

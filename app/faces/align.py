@@ -46,14 +46,19 @@ def similarity_transform(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
 
 
 def align_face(
-    image: np.ndarray, landmarks: np.ndarray, size: int = ALIGNED_SIZE
+    image: np.ndarray,
+    landmarks: np.ndarray,
+    size: int = ALIGNED_SIZE,
+    template: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Warp ``image`` so that the 5 ``landmarks`` land on the ArcFace template.
+    """Warp ``image`` so that the 5 ``landmarks`` land on the ArcFace template (scaled to
+    ``size``) or on ``template`` (5×2 target points in a ``size``×``size`` crop).
 
     Returns the aligned ``size``×``size``×3 uint8 crop and the 2×3 forward matrix
     (image coordinates → crop coordinates).
     """
-    template = ARCFACE_TEMPLATE * (size / ALIGNED_SIZE)
+    if template is None:
+        template = ARCFACE_TEMPLATE * (size / ALIGNED_SIZE)
     forward = similarity_transform(np.asarray(landmarks, dtype=np.float64), template)
     full = np.vstack([forward, [0.0, 0.0, 1.0]])
     inverse = np.linalg.inv(full)[:2]

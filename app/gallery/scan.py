@@ -21,11 +21,12 @@ from __future__ import annotations
 
 import itertools
 import math
-import os
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
+
+from app.cpu import usable_cores
 
 QUANT_SCALE = 127.0
 # Scores of float32 rows differ from the real-number dot product by far less than this;
@@ -42,19 +43,11 @@ def quantize(unit_rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return codes, error.astype(np.float32)
 
 
-def default_threads() -> int:
-    """Threads for one scan: the usable cores (a scan is memory- and SIMD-bound)."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not Linux
-        return max(1, os.cpu_count() or 1)
-
-
 class QuantizedScan:
     """int8 pre-scan + exact float32 re-scoring; owns the worker threads of one index."""
 
     def __init__(self, threads: int | None = None) -> None:
-        self.threads = max(1, threads or default_threads())
+        self.threads = max(1, threads or usable_cores())
         # The calling thread scans one part itself, so threads - 1 helpers.
         self._pool = (
             ThreadPoolExecutor(self.threads - 1, thread_name_prefix="faceid-scan")

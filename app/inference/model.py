@@ -32,6 +32,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from app.cpu import usable_cores
 from app.faces import ALIGNED_SIZE, PREPROCESSING_VERSION
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -176,7 +177,7 @@ class EmbeddingModel:
             with warnings.catch_warnings():  # tf.lite.Interpreter's deprecation notice
                 warnings.simplefilter("ignore")
                 interpreter = tf.lite.Interpreter(
-                    model_content=flatbuffer, num_threads=threads or _usable_cores()
+                    model_content=flatbuffer, num_threads=threads or usable_cores()
                 )
             runner = interpreter.get_signature_runner(SIGNATURE)
             probe = np.random.default_rng(0).integers(
@@ -243,10 +244,3 @@ class EmbeddingModel:
         """Run the graph once per batch size so the first request pays no tracing cost."""
         for n in batch_sizes:
             self.embed(np.zeros((n, ALIGNED_SIZE, ALIGNED_SIZE, 3), dtype=np.uint8))
-
-
-def _usable_cores() -> int:
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not Linux
-        return max(1, os.cpu_count() or 1)

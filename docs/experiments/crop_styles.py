@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from app.faces.align import align_face, similarity_transform
+from app.faces.align import align_face
 from app.faces.pipeline import FacePipeline
 from training.data import read_pairs
 from training.evaluate import kfold_accuracy
@@ -53,19 +53,6 @@ def sandberg_crop(rgb: np.ndarray, box: np.ndarray, size: int = 160) -> np.ndarr
     x1, y1, x2, y2 = loose_box(box, rgb.shape)
     resized = Image.fromarray(rgb[y1:y2, x1:x2]).resize((size, size), Image.Resampling.BILINEAR)
     return np.asarray(resized)
-
-
-def warp(rgb: np.ndarray, landmarks: np.ndarray, template: np.ndarray, size: int) -> np.ndarray:
-    """Similarity-warp so that the landmarks land on ``template`` (pixel centres on ints)."""
-    forward = similarity_transform(landmarks, template)
-    inverse = np.linalg.inv(np.vstack([forward, [0.0, 0.0, 1.0]]))[:2]
-    a, b, c = inverse[0]
-    d, e, f = inverse[1]
-    coeffs = (a, b, c + 0.5 - 0.5 * (a + b), d, e, f + 0.5 - 0.5 * (d + e))
-    out = Image.fromarray(rgb).transform(
-        (size, size), Image.Transform.AFFINE, coeffs, Image.Resampling.BILINEAR
-    )
-    return np.asarray(out)
 
 
 def main() -> None:
@@ -115,7 +102,7 @@ def main() -> None:
         "arcface112_up160": upscaled,
         "arcface_at160": lambda rgb, box, lm: align_face(rgb, lm, 160)[0],
         "sandberg_m32": lambda rgb, box, lm: sandberg_crop(rgb, box),
-        "aligned_facenet160": lambda rgb, box, lm: warp(rgb, lm, template160, 160),
+        "aligned_facenet160": lambda rgb, box, lm: align_face(rgb, lm, 160, template160)[0],
     }
 
     import keras

@@ -99,3 +99,16 @@ def test_real_photo_landmarks_are_warped_onto_the_template(data_root, pipeline) 
     warped = _apply(forward, face.landmarks)
     # a similarity cannot fit 5 real points exactly, but a frontal face fits within a few px
     assert np.linalg.norm(warped - ARCFACE_TEMPLATE, axis=1).max() < 6.0
+
+
+def test_a_given_template_replaces_the_arcface_one() -> None:
+    loose = ARCFACE_TEMPLATE * 0.8 + 20.0  # a looser crop: the face smaller in a 160 frame
+    landmarks = _apply(_similarity(1.7, 12, 60, 40), ARCFACE_TEMPLATE)
+    crop, forward = align_face(np.zeros((400, 400, 3), np.uint8), landmarks, 160, loose)
+    assert crop.shape == (160, 160, 3)
+    assert np.linalg.norm(_apply(forward, landmarks) - loose, axis=1).max() < 1e-6
+    _, default = align_face(np.zeros((400, 400, 3), np.uint8), landmarks, 160)
+    assert (
+        np.linalg.norm(_apply(default, landmarks) - ARCFACE_TEMPLATE * 160 / 112, axis=1).max()
+        < 1e-6
+    )
