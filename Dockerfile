@@ -33,6 +33,7 @@ COPY --from=builder /opt/venv /opt/venv
 WORKDIR /srv/faceid
 COPY pyproject.toml ./
 COPY app/ ./app/
+COPY faces/ ./faces/
 COPY model_store/ ./model_store/
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \

@@ -17,14 +17,13 @@ def main() -> None:
         print(f"faceid: invalid configuration:\n{exc}", file=sys.stderr)
         raise SystemExit(2) from None
 
-    from app.gallery.store import GalleryStore
-    from app.inference.model import StartupError, read_card
+    from app.errors import StartupError
     from app.log import configure_logging
+    from app.state import preflight
 
     configure_logging(settings.log_level)
     try:  # fail fast with a clear message, before TensorFlow is even imported
-        card = read_card(settings.model_dir)
-        GalleryStore(settings.gallery_path, card.model_id, card.embedding_dim).close()
+        checked = preflight(settings)
     except StartupError as exc:
         print(f"faceid: refusing to start: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
@@ -39,7 +38,7 @@ def main() -> None:
         if server is not None:
             server.should_exit = True
 
-    application = create_app(settings, on_startup_failure=stop)
+    application = create_app(settings, checked=checked, on_startup_failure=stop)
     config = uvicorn.Config(
         application,
         host=settings.host,

@@ -15,7 +15,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from app.faces import ImageError
+from faces import ImageError
 
 _CODES_BY_STATUS = {
     400: "bad_request",
@@ -66,9 +66,17 @@ async def _api_error(_: Request, exc: Exception) -> JSONResponse:
     return error_response(exc.status_code, exc.code, exc.message, exc.headers)
 
 
+# The face pipeline's refusals (``faces.ImageError`` codes) and the HTTP status of each.
+IMAGE_ERROR_STATUS = {"invalid_image": 400, "too_large": 413, "unsupported_media_type": 415}
+
+
+class StartupError(RuntimeError):
+    """A configuration problem that must stop the service before it serves (exit code 2)."""
+
+
 async def _image_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ImageError)
-    return error_response(exc.status, exc.code, exc.message)
+    return error_response(IMAGE_ERROR_STATUS.get(exc.code, 400), exc.code, exc.message)
 
 
 async def _http_error(_: Request, exc: Exception) -> JSONResponse:

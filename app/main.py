@@ -25,13 +25,12 @@ from starlette.types import Scope
 
 from app.api import embed, health, identify, identities, metrics, verify
 from app.api.deps import require_api_key
-from app.errors import install_error_handlers
-from app.faces import FacePipeline
-from app.inference.model import StartupError
+from app.errors import StartupError, install_error_handlers
 from app.metrics import Metrics
 from app.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
 from app.settings import Settings
-from app.state import ServiceState
+from app.state import Preflight, ServiceState, build, preflight
+from faces import FacePipeline
 
 log = logging.getLogger("faceid.main")
 
@@ -53,14 +52,16 @@ def create_app(
     settings: Settings | None = None,
     *,
     pipeline: FacePipeline | None = None,
+    checked: Preflight | None = None,
     on_startup_failure: Callable[[], None] | None = None,
 ) -> FastAPI:
     """Build the service. ``pipeline`` lets tests share one face detector across apps;
-    ``on_startup_failure`` is called when the background load fails (to stop the server);
-    without it the app stays up and ``/health`` answers 503 ``failed``."""
+    ``checked``: the startup checks already run by ``python -m app`` (else the lifespan
+    runs them); ``on_startup_failure`` is called when the background load fails (to stop
+    the server); without it the app stays up and ``/health`` answers 503 ``failed``."""
     settings = settings or Settings()
     metrics_ = Metrics()
-    state = ServiceState(settings, metrics_, pipeline)
+    state = ServiceState(settings, metrics_)
 
     # Keep uploads (capped at max_upload_bytes) in memory: photos never touch the disk.
     MultiPartParser.spool_max_size = max(
@@ -69,12 +70,24 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        nonlocal checked
         try:
-            state.preflight()
+            startup = checked or preflight(settings)
         except StartupError as exc:
             log.critical("refusing to start: %s", exc)
             raise
-        loader = asyncio.create_task(state.load(), name="faceid-load")
+        checked = None  # a later lifespan of this app (tests restart it) checks afresh
+
+        async def load() -> None:
+            try:
+                state.set_ready(await build(settings, metrics_, startup, pipeline))
+            except Exception as exc:
+                state.failed = str(exc) if isinstance(exc, StartupError) else repr(exc)
+                log.critical("startup failed: %s", state.failed, exc_info=exc)
+                startup.store.close()
+                raise
+
+        loader = asyncio.create_task(load(), name="faceid-load")
 
         def _loaded(task: asyncio.Task[None]) -> None:
             if task.cancelled() or task.exception() is None:
@@ -90,7 +103,10 @@ def create_app(
                 loader.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await loader
-            await state.close()
+            if state.ready:
+                await state.close()
+            else:
+                startup.store.close()
 
     app = FastAPI(
         title="faceid",

@@ -28,10 +28,13 @@ class ModelInfo(BaseModel):
     version: str = Field(examples=["1"])
     embedding_dim: int = Field(examples=[128])
     threshold: float = Field(
-        examples=[0.42], description="Cosine similarity under which a face is unknown."
+        examples=[0.485],
+        description="Pair threshold of /verify: cosine similarity under which two faces "
+        "are not the same person.",
     )
     engine: str = Field(
-        examples=["tflite"], description="What runs the model: `tflite` or `savedmodel`."
+        examples=["tflite-int8"],
+        description="What runs the model: `tflite-int8`, `tflite` or `savedmodel`.",
     )
 
 
@@ -40,10 +43,36 @@ class GalleryInfo(BaseModel):
     faces: int = Field(examples=[5])
 
 
+class ThresholdInfo(BaseModel):
+    """The /identify threshold in force and what it was derived from."""
+
+    value: float = Field(examples=[0.71], description="Cosine threshold of /identify.")
+    source: Literal["calibrated", "setting", "request", "card"] = Field(
+        examples=["calibrated"],
+        description="`calibrated`: derived from the target FPIR for the gallery size; "
+        "`setting`: FACEID_THRESHOLD; `request`: the request's `threshold`; `card`: the "
+        "model card's pair threshold (a card without calibration).",
+    )
+    target_fpir: float | None = Field(
+        examples=[0.01],
+        description="Share of strangers the calibrated threshold lets be named (null "
+        "when the threshold is fixed).",
+    )
+    identities: int = Field(examples=[2], description="Gallery identities it was computed for.")
+    faces: int = Field(examples=[5], description="Gallery faces it was computed for.")
+
+
+class QualityFloors(BaseModel):
+    probe: float = Field(examples=[0.2], description="/identify: lower quality → low_quality.")
+    enroll: float = Field(examples=[0.5], description="Enrolment refuses lower quality.")
+
+
 class HealthResponse(BaseModel):
     status: Literal["ok"] = "ok"
     model: ModelInfo
     gallery: GalleryInfo
+    identification: ThresholdInfo
+    quality_floors: QualityFloors
 
 
 class StartingResponse(BaseModel):
@@ -59,6 +88,13 @@ class FaceBase(BaseModel):
         examples=[_LANDMARKS],
         description="[x, y] of left eye, right eye, nose, left and right mouth corner.",
     )
+    quality: float = Field(
+        ge=0.0,
+        le=1.0,
+        examples=[0.93],
+        description="Face quality in [0, 1]: the lowest of its size, sharpness, pose and "
+        "detector-confidence scores (README, 'Face quality').",
+    )
 
 
 class Candidate(BaseModel):
@@ -69,8 +105,14 @@ class Candidate(BaseModel):
 class IdentifiedFace(FaceBase):
     identity: str | None = Field(
         examples=["Ada Lovelace"],
-        description="Best match, or null when its score is under the threshold (unknown) "
-        "or the gallery is empty.",
+        description="Best match, or null: unknown, see `reason`.",
+    )
+    reason: Literal["below_threshold", "low_quality", "empty_gallery"] | None = Field(
+        default=None,
+        examples=[None],
+        description="Why `identity` is null: the best score is under the threshold, the "
+        "face's quality is under the probe floor (no guess is made), or nobody is "
+        "enrolled. Null when a name is given.",
     )
     score: float | None = Field(
         examples=[0.71], description="Cosine similarity of the best match (null if none)."
@@ -83,6 +125,7 @@ class IdentifiedFace(FaceBase):
 
 class IdentifyResponse(BaseModel):
     faces: list[IdentifiedFace] = Field(description="Every face in the photo, largest first.")
+    threshold: ThresholdInfo = Field(description="The threshold these answers used.")
     model_version: str = Field(examples=["1"])
 
 
@@ -92,6 +135,7 @@ class EnrollResponse(BaseModel):
     faces_detected: int = Field(
         examples=[1], description="Faces found in the photo; the largest was enrolled."
     )
+    quality: float = Field(examples=[0.93], description="Quality of the enrolled face.")
 
 
 class IdentitySummary(BaseModel):
@@ -141,7 +185,7 @@ def error_responses(*statuses: int) -> dict[int | str, dict[str, object]]:
         404: "not_found: no such identity or face",
         413: "too_large: upload bytes or decoded pixels over the limit",
         415: "unsupported_media_type: not JPEG, PNG, WebP, BMP or PGM/PPM",
-        422: "validation_error / invalid_identity / no_face",
+        422: "validation_error / invalid_identity / no_face / low_quality",
         503: "starting: the model is still loading",
     }
     return {s: {"model": ErrorResponse, "description": descriptions[s]} for s in statuses}

@@ -41,7 +41,33 @@ class Settings(BaseSettings):
     max_upload_bytes: int = Field(default=10 * 1024 * 1024, ge=1, description="Per-image byte cap.")
     max_pixels: int = Field(default=40_000_000, ge=1, description="Decoded width×height cap.")
     threshold: float | None = Field(
-        default=None, ge=-1.0, le=1.0, description="Cosine threshold overriding the model card's."
+        default=None,
+        ge=-1.0,
+        le=1.0,
+        description="Fixed cosine threshold for /identify and /verify, overriding the "
+        "calibrated one. Unset: /identify holds FACEID_TARGET_FPIR for the gallery's size "
+        "and /verify uses the model card's pair threshold.",
+    )
+    target_fpir: float = Field(
+        default=0.01,
+        gt=0.0,
+        lt=1.0,
+        description="Share of strangers (people not enrolled) that /identify may name as "
+        "someone: the identification threshold is derived from it for the current gallery "
+        "size, from the model card's impostor-score tail.",
+    )
+    probe_quality_floor: float = Field(
+        default=0.2,
+        ge=0.0,
+        le=1.0,
+        description="Faces under this quality get identity null with reason low_quality "
+        "from /identify instead of a guess.",
+    )
+    enroll_quality_floor: float = Field(
+        default=0.5,
+        ge=0.0,
+        le=1.0,
+        description="Enrolment refuses faces under this quality (422 low_quality).",
     )
     batch_max_size: int = Field(
         default=32, ge=1, le=1024, description="Faces per model call, at most."

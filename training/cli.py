@@ -1,4 +1,4 @@
-"""``python -m training prepare | train | evaluate | export``.
+"""``python -m training prepare | split | train | evaluate | export | calibrate``.
 
 Examples (from the repository root)::
 
@@ -6,6 +6,7 @@ Examples (from the repository root)::
     python -m training train --config transfer --run-dir runs/transfer
     python -m training evaluate --run-dir runs/transfer
     python -m training export --run-dir runs/transfer --name faceid-facenet --version 1
+    python -m training calibrate --model-dir model_store/faceid-facenet/1 --write-card
 """
 
 from __future__ import annotations
@@ -141,6 +142,34 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", default=None, help="split.json (default: the run's)")
     p.add_argument("--out", default=None, help="output dir (default <run-dir>/evaluation)")
     p.add_argument("--flip", action="store_true", help="flip test-time augmentation")
+
+    p = sub.add_parser(
+        "calibrate",
+        help="fit the open-set threshold calibration of an exported model on validation "
+        "people and prove it on galleries of people the fit never saw",
+    )
+    _common(p)
+    p.add_argument(
+        "--model-dir",
+        default=str(REPO_ROOT / "model_store" / "faceid" / "2"),
+        help="exported model version directory (SavedModel + model_card.json)",
+    )
+    p.add_argument("--split", default=None, help="split.json (default: from the config)")
+    p.add_argument("--out", default=None, help="output dir (default runs/calibration/<model>)")
+    p.add_argument("--aggregation", choices=("max", "mean", "centroid"), default="max")
+    p.add_argument("--repeats", type=int, default=5, help="random calibration/test splits")
+    p.add_argument(
+        "--quality-floor",
+        type=float,
+        default=0.2,
+        help="probe quality floor evaluated alongside (the service default)",
+    )
+    p.add_argument(
+        "--write-card",
+        action="store_true",
+        help="store the calibration (fitted on all validation people) in the model card "
+        "and copy the plots beside it",
+    )
 
     p = sub.add_parser("export", help="write model_store/<name>/<version>/ for the service")
     _common(p)
@@ -337,6 +366,42 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    from training.calibrate import calibrate_model, embed_validation
+    from training.data import load_cache
+    from training.evaluate import savedmodel_embed_fn
+    from training.export import add_calibration
+
+    cfg = _load_cfg(args) if args.config else config_from_dict({})
+    model_dir = Path(args.model_dir)
+    data_root = resolve_data_root(args.data_root)
+    identities = load_cache(resolve_cache_dir(args.cache_dir), list(cfg.data.datasets))
+    split = _split_for(args, cfg, identities, data_root)
+    keys = [k for k in split.val if k in identities]
+    out = Path(args.out or REPO_ROOT / "runs" / "calibration" / "-".join(model_dir.parts[-2:]))
+    faces = embed_validation(
+        identities, keys, savedmodel_embed_fn(model_dir), out / "val_embeddings.npz"
+    )
+    source = (
+        f"{len(keys)} identity-disjoint validation people ({len(faces.labels)} faces) of "
+        f"{', '.join(cfg.data.datasets)}; split seed {cfg.data.split_seed}"
+    )
+    result = calibrate_model(
+        faces,
+        out,
+        aggregation=args.aggregation,
+        repeats=args.repeats,
+        quality_floor=args.quality_floor,
+        source=source,
+    )
+    print(json.dumps({k: result[k] for k in ("aggregations", "quality_floors")}, indent=2))
+    log.info("wrote %s", out / "calibration.json")
+    if args.write_card:
+        add_calibration(model_dir, out)
+        log.info("calibration stored in %s", model_dir / "model_card.json")
+    return 0
+
+
 def cmd_export(args: argparse.Namespace) -> int:
     from training.backbones import pretrained_provenance
     from training.evaluate import savedmodel_embed_fn, summary
@@ -401,8 +466,8 @@ def cmd_export(args: argparse.Namespace) -> int:
         json.dumps(
             {
                 "model_dir": str(out),
-                "threshold": card["threshold"],
-                "metrics": card["metrics"]["summary"],
+                "threshold": card.threshold,
+                "metrics": card.metrics["summary"],
             },
             indent=2,
         )
@@ -414,8 +479,10 @@ def _probe_crops() -> Any:
     """A few random crops to compare the Keras and SavedModel outputs on."""
     import numpy as np
 
+    from faces.model_contract import INPUT_SHAPE
+
     rng = np.random.default_rng(0)
-    return rng.integers(0, 256, size=(8, 112, 112, 3), dtype=np.uint8)
+    return rng.integers(0, 256, size=(8, *INPUT_SHAPE), dtype=np.uint8)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -426,6 +493,7 @@ def main(argv: list[str] | None = None) -> int:
         "split": cmd_split,
         "train": cmd_train,
         "evaluate": cmd_evaluate,
+        "calibrate": cmd_calibrate,
         "export": cmd_export,
     }
     return handlers[args.command](args)

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from faces.model_contract import ALIGNED_SIZE, INPUT_SHAPE
 from training.config import DataConfig
 
 if TYPE_CHECKING:
@@ -33,6 +34,8 @@ class Identity:
     key: str  # "<dataset>/<identity>"
     crops: np.ndarray  # N×112×112×3 uint8
     files: list[str]
+    landmarks: np.ndarray | None = None  # N×5×2, in the photo's pixels
+    scores: np.ndarray | None = None  # N detector scores (caches made before they were kept: None)
 
 
 @dataclass
@@ -80,9 +83,11 @@ def load_cache(cache_dir: Path, datasets: list[str]) -> dict[str, Identity]:
             with np.load(npz) as z:
                 crops = z["crops"]
                 files = [str(f) for f in z["files"]]
+                landmarks = z.get("landmarks", None)
+                scores = z.get("scores", None)
             if len(crops):
                 key = f"{name}/{npz.stem}"
-                out[key] = Identity(key=key, crops=crops, files=files)
+                out[key] = Identity(key, crops, files, landmarks, scores)
     log.info(
         "loaded %d identities, %d crops from %s",
         len(out),
@@ -158,7 +163,7 @@ def gather(identities: dict[str, Identity], keys: list[str], min_images: int = 1
     labels = [np.full(len(identities[k].crops), i, dtype=np.int32) for i, k in enumerate(kept)]
     files = [f for k in kept for f in identities[k].files]
     return Arrays(
-        crops=np.concatenate(crops) if crops else np.zeros((0, 112, 112, 3), np.uint8),
+        crops=np.concatenate(crops) if crops else np.zeros((0, *INPUT_SHAPE), np.uint8),
         labels=np.concatenate(labels) if labels else np.zeros((0,), np.int32),
         keys=kept,
         files=files,
@@ -171,10 +176,10 @@ def augment_image(image: tf.Tensor, seed: tf.Tensor | None = None) -> tf.Tensor:
 
     image = tf.cast(image, tf.float32)
     image = tf.image.random_flip_left_right(image)
-    # scale jitter: enlarge to 112..124 px, then crop 112 at a random offset (±6 px shift)
-    size = tf.random.uniform([], 112, 125, dtype=tf.int32)
+    # scale jitter: enlarge by up to 12 px, then crop back at a random offset (±6 px shift)
+    size = tf.random.uniform([], ALIGNED_SIZE, ALIGNED_SIZE + 13, dtype=tf.int32)
     image = tf.image.resize(image, tf.stack([size, size]), method="bilinear")
-    image = tf.image.random_crop(image, [112, 112, 3])
+    image = tf.image.random_crop(image, list(INPUT_SHAPE))
     image = tf.image.random_brightness(image, max_delta=0.15 * 255.0)
     image = tf.image.random_contrast(image, 0.75, 1.25)
     return tf.clip_by_value(image, 0.0, 255.0)

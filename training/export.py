@@ -1,13 +1,9 @@
 """Export an embedding backbone as the SavedModel the service loads.
 
-``model_store/<name>/<version>/`` holds the SavedModel itself (``saved_model.pb`` +
-``variables/``) with one signature, ``serving_default``:
-
-    input  ``images``:    uint8   [batch, 112, 112, 3]  aligned RGB crops (app.faces)
-    output ``embedding``: float32 [batch, D]            L2-normalised
-
-The uint8 → float32 cast, the pixel normalisation and the L2 normalisation are inside
-the graph. Beside it: ``model_card.json`` and the evaluation JSON/PNGs.
+``model_store/<name>/<version>/`` holds what ``faces.model_contract`` describes: the
+SavedModel with its one serving signature and, beside it, ``model_card.json`` plus the
+evaluation JSON/PNGs. The uint8 → float32 cast, the pixel normalisation and the L2
+normalisation are inside the graph.
 """
 
 from __future__ import annotations
@@ -21,10 +17,18 @@ from typing import Any
 
 import numpy as np
 
-log = logging.getLogger(__name__)
+from faces.model_contract import (
+    INPUT_NAME,
+    INPUT_SHAPE,
+    OUTPUT_NAME,
+    SIGNATURE_NAME,
+    Calibration,
+    ModelCard,
+    serving_signature,
+    write_card,
+)
 
-INPUT_NAME = "images"
-OUTPUT_NAME = "embedding"
+log = logging.getLogger(__name__)
 
 CITATIONS = {
     "lfw": (
@@ -74,11 +78,11 @@ def export_savedmodel(backbone: Any, out_dir: Path, weights_dtype: str = "float3
     # twice (the Keras variables and the captured tf.Variables), doubling the size.
     module = tf.Module()
     module.serve = tf.function(
-        serve, input_signature=[tf.TensorSpec([None, 112, 112, 3], tf.uint8, name=INPUT_NAME)]
+        serve, input_signature=[tf.TensorSpec([None, *INPUT_SHAPE], tf.uint8, name=INPUT_NAME)]
     )
     concrete = module.serve.get_concrete_function()
     module.captured_variables = list(concrete.variables)
-    tf.saved_model.save(module, str(out_dir), signatures={"serving_default": concrete})
+    tf.saved_model.save(module, str(out_dir), signatures={SIGNATURE_NAME: concrete})
     return out_dir
 
 
@@ -114,9 +118,9 @@ def _export_half(backbone: Any, out_dir: Path) -> Path:
         return {OUTPUT_NAME: tf.math.l2_normalize(tf.cast(emb, tf.float32), axis=-1)}
 
     module.serve = tf.function(
-        serve, input_signature=[tf.TensorSpec([None, 112, 112, 3], tf.uint8, name=INPUT_NAME)]
+        serve, input_signature=[tf.TensorSpec([None, *INPUT_SHAPE], tf.uint8, name=INPUT_NAME)]
     )
-    tf.saved_model.save(module, str(out_dir), signatures={"serving_default": module.serve})
+    tf.saved_model.save(module, str(out_dir), signatures={SIGNATURE_NAME: module.serve})
     return out_dir
 
 
@@ -135,57 +139,64 @@ def write_model_card(
     name: str,
     version: str,
     embedding_dim: int,
-    threshold: float | None,
+    threshold: float,
     metrics: dict[str, Any],
     recipe: str,
     config: dict[str, Any],
     training_info: dict[str, Any] | None,
     pretrained: dict[str, Any] | None,
     evaluation_dir: Path | None,
-) -> dict[str, Any]:
+    calibration: Calibration | None = None,
+) -> ModelCard:
     """Write ``model_card.json`` (and copy the evaluation files) beside the SavedModel."""
-    from app.faces import PREPROCESSING_VERSION
+    from faces import PREPROCESSING_VERSION
 
     datasets = dict(config.get("data", {}).get("datasets", {}))
     counts = (training_info or {}).get("datasets", {})
-    card = {
-        "name": name,
-        "version": str(version),
-        "embedding_dim": int(embedding_dim),
-        "preprocessing_version": PREPROCESSING_VERSION,
-        "threshold": threshold,
-        "threshold_meaning": (
-            "cosine similarity of L2-normalised embeddings; >= threshold means same person"
-        ),
-        "signature": {
-            "name": "serving_default",
-            "input": {"name": INPUT_NAME, "dtype": "uint8", "shape": [None, 112, 112, 3]},
-            "output": {"name": OUTPUT_NAME, "dtype": "float32", "shape": [None, embedding_dim]},
-        },
-        "metrics": metrics,
-        "training_data": {
+    split = {
+        k: config.get("data", {}).get(k)
+        for k in ("val_datasets", "lfw_pairs", "val_share", "split_seed")
+    }
+    card = ModelCard(
+        name=name,
+        version=str(version),
+        embedding_dim=int(embedding_dim),
+        preprocessing_version=PREPROCESSING_VERSION,
+        threshold=threshold,
+        signature=serving_signature(int(embedding_dim)),
+        calibration=calibration,
+        metrics=metrics,
+        training_data={
             "datasets": {
                 ds: {"path": path, "counts": counts.get(ds, {}), "citation": CITATIONS.get(ds)}
                 for ds, path in datasets.items()
             },
-            "split": "identity-disjoint; validation = "
-            + json.dumps(
-                {
-                    k: config.get("data", {}).get(k)
-                    for k in ("val_datasets", "lfw_pairs", "val_share", "split_seed")
-                }
-            ),
+            "split": "identity-disjoint; validation = " + json.dumps(split),
         },
-        "recipe": recipe,
-        "config": config,
-        "pretrained": pretrained,
-        "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "training": training_info,
-    }
+        recipe=recipe,
+        config=config,
+        pretrained=pretrained,
+        created=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        training=training_info,
+    )
     out_dir.mkdir(parents=True, exist_ok=True)
     if evaluation_dir is not None and Path(evaluation_dir).is_dir():
         for f in sorted(Path(evaluation_dir).iterdir()):
             if f.suffix in (".png", ".json") and f.name != "model_card.json":
                 shutil.copy2(f, out_dir / f.name)
-    (out_dir / "model_card.json").write_text(json.dumps(card, indent=2))
+    write_card(out_dir, card)
+    return card
+
+
+def add_calibration(model_dir: Path, calibration_dir: Path) -> ModelCard:
+    """Store ``<calibration_dir>/calibration.json``'s fitted calibration in the card of
+    ``model_dir`` (nothing else in the card changes) and copy its plots beside it."""
+    from faces.model_contract import read_card
+
+    result = json.loads((Path(calibration_dir) / "calibration.json").read_text())
+    card = read_card(model_dir)
+    card.calibration = Calibration.model_validate(result["calibration"])
+    for name in result.get("plots", []):
+        shutil.copy2(Path(calibration_dir) / name, Path(model_dir) / name)
+    write_card(model_dir, card)
     return card

@@ -1,7 +1,7 @@
 """Folder-per-identity datasets → cache of aligned 112×112 crops, via the shared pipeline.
 
 Each identity is written as one ``<cache>/<dataset>/<identity>.npz`` (crops, source file
-names, detection boxes and landmarks) plus a line of counts in its ``.json``; an identity
+names, detection boxes, landmarks and scores) plus a line of counts in its ``.json``; an identity
 already cached is skipped, so an interrupted run resumes where it stopped.
 """
 
@@ -19,8 +19,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from faces.model_contract import INPUT_SHAPE
+
 if TYPE_CHECKING:
-    from app.faces import AlignedFace, FacePipeline
+    from faces import AlignedFace, FacePipeline
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +62,7 @@ def process_image(pipeline: FacePipeline, path: str | Path) -> tuple[AlignedFace
     status is ``used``, ``several_faces`` (used: the largest face is kept), ``no_face`` or
     ``undecodable``. This is the training code path that the service's path must match.
     """
-    from app.faces import ImageError
+    from faces import ImageError
 
     try:
         faces = pipeline.faces_in_file(str(path))
@@ -73,11 +75,11 @@ def process_image(pipeline: FacePipeline, path: str | Path) -> tuple[AlignedFace
 
 def _process_identity(args: tuple[str, str, str]) -> dict:
     folder, out_npz, out_json = args
-    from app.faces import FacePipeline
+    from faces import FacePipeline
 
     pipeline = _worker_pipeline(FacePipeline)
     signature = pipeline.signature
-    crops, files, boxes, landmarks = [], [], [], []
+    crops, files, boxes, landmarks, scores = [], [], [], [], []
     stats = {"images": 0, "used": 0, "no_face": 0, "several_faces": 0, "undecodable": 0}
     missed: list[str] = []
     for path in sorted(Path(folder).iterdir()):
@@ -95,14 +97,16 @@ def _process_identity(args: tuple[str, str, str]) -> dict:
         files.append(path.name)
         boxes.append(face.box)
         landmarks.append(face.landmarks)
+        scores.append(face.score)
         stats["used"] += 1
     tmp = out_npz + ".tmp.npz"
     np.savez(
         tmp,
-        crops=np.asarray(crops, dtype=np.uint8).reshape(-1, 112, 112, 3),
+        crops=np.asarray(crops, dtype=np.uint8).reshape(-1, *INPUT_SHAPE),
         files=np.asarray(files, dtype=str),
         boxes=np.asarray(boxes, dtype=np.float32).reshape(-1, 4),
         landmarks=np.asarray(landmarks, dtype=np.float32).reshape(-1, 5, 2),
+        scores=np.asarray(scores, dtype=np.float32),
     )
     os.replace(tmp, out_npz)
     with open(out_json, "w") as fh:
@@ -128,7 +132,7 @@ def prepare_datasets(
     Resumable: an identity already cached with the current ``pipeline_signature`` is kept;
     one cached with other settings (an older detector default, say) is processed again.
     """
-    from app.faces.pipeline import pipeline_signature
+    from faces.pipeline import pipeline_signature
 
     signature = pipeline_signature()
     reports: dict[str, DatasetReport] = {}

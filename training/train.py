@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from faces.model_contract import INPUT_SHAPE
 from training.config import ExperimentConfig, save_config
 
 log = logging.getLogger(__name__)
@@ -117,7 +118,7 @@ def build_training_model(backbone: Any, num_classes: int, cfg: ExperimentConfig)
         for layer in backbone._flatten_layers(include_self=False):
             if isinstance(layer, keras.layers.BatchNormalization):
                 layer.trainable = False  # Keras 3: a frozen BN runs in inference mode
-    image = keras.Input((112, 112, 3), dtype="float32", name="image")
+    image = keras.Input(INPUT_SHAPE, dtype="float32", name="image")
     label = keras.Input((), dtype="int32", name="label")
     gate = _gradient_scale_layer()(name="backbone_gradient_scale", dtype="float32")
     emb = gate(keras.ops.cast(backbone(image), "float32"))
@@ -136,7 +137,7 @@ def build_embedding_model(backbone: Any) -> Any:
     """Backbone + L2 normalisation: float32 [0,255] pixels → unit-norm embedding."""
     import keras
 
-    image = keras.Input((112, 112, 3), dtype="float32", name="image")
+    image = keras.Input(INPUT_SHAPE, dtype="float32", name="image")
     emb = keras.ops.cast(backbone(image), "float32")
     emb = keras.layers.UnitNormalization(axis=-1, name="l2_normalise", dtype="float32")(emb)
     return keras.Model(image, emb, name="embedder")

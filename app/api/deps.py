@@ -10,8 +10,9 @@ from fastapi import Depends, Path, Request, UploadFile
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from app.errors import ApiError
-from app.faces import AlignedFace
+from app.recognition import Recognizer
 from app.state import ServiceState
+from faces import AlignedFace
 
 MAX_IDENTITY_LENGTH = 128
 _IDENTITY_PUNCTUATION = frozenset(" _-.'")
@@ -53,28 +54,29 @@ async def require_api_key(
         raise ApiError(401, "unauthorized", "Invalid API key.", challenge)
 
 
-def require_ready(request: Request) -> ServiceState:
-    """The service state, or 503 ``starting`` while the model loads."""
+def require_ready(request: Request) -> Recognizer:
+    """The use cases of a ready service, or 503 ``starting`` while the model loads."""
     state = get_state(request)
-    if not state.ready:
+    components = state.components
+    if components is None:
         if state.failed:
             raise ApiError(503, "unavailable", "The service failed to start; see its logs.")
         raise ApiError(
             503, "starting", "The model is still loading; retry shortly.", {"Retry-After": "2"}
         )
-    return state
+    return components.recognizer
 
 
-Ready = Annotated[ServiceState, Depends(require_ready)]
+Ready = Annotated[Recognizer, Depends(require_ready)]
 
 
-async def read_upload(upload: UploadFile, state: ServiceState, field: str = "image") -> bytes:
+async def read_upload(upload: UploadFile, recognizer: Recognizer, field: str = "image") -> bytes:
     """The bytes of an uploaded image, 413 past ``max_upload_bytes``.
 
     The request body was already capped while streaming (``BodySizeLimitMiddleware``);
     this checks each file on its own. Uploads are held in memory and never written out.
     """
-    limit = state.settings.max_upload_bytes
+    limit = recognizer.settings.max_upload_bytes
     if upload.size is not None and upload.size > limit:
         raise ApiError(
             413, "too_large", f"'{field}' has {upload.size} bytes; the limit is {limit} bytes."
@@ -131,9 +133,10 @@ Identity = Annotated[str, Depends(identity_param)]
 
 
 def face_fields(face: AlignedFace) -> dict[str, object]:
-    """box / detection_score / landmarks of a face, as the API reports them."""
+    """box / detection_score / landmarks / quality of a face, as the API reports them."""
     return {
         "box": [round(float(v), 2) for v in face.box],
         "detection_score": float(face.score),
         "landmarks": [[round(float(x), 2), round(float(y), 2)] for x, y in face.landmarks],
+        "quality": round(face.quality.score, 4),
     }

@@ -19,7 +19,7 @@ router = APIRouter(tags=["recognition"])
     responses=error_responses(400, 401, 413, 415, 422, 503),
 )
 async def embed(
-    state: Ready,
+    recognizer: Ready,
     image: Annotated[UploadFile, File(description="JPEG, PNG, WebP, BMP or PGM/PPM photo.")],
     max_faces: Annotated[
         int | None,
@@ -27,14 +27,12 @@ async def embed(
     ] = None,
 ) -> EmbedResponse:
     """Every face, largest first, with its L2-normalised embedding (cosine = dot product)."""
-    data = await read_upload(image, state)
-    faces = await state.faces(data, max_faces or state.settings.max_faces)
-    state.metrics.faces_per_request.labels("/embed").observe(len(faces))
-    embeddings = await state.embed(faces)
+    data = await read_upload(image, recognizer)
+    faces = await recognizer.detect_and_embed(data, max_faces)
     return EmbedResponse(
         faces=[
-            EmbeddedFace(**face_fields(f), embedding=e.tolist())  # type: ignore[arg-type]
-            for f, e in zip(faces, embeddings, strict=True)
+            EmbeddedFace(**face_fields(f.face), embedding=f.embedding.tolist())  # type: ignore[arg-type]
+            for f in faces
         ],
-        model_version=state.model_version,
+        model_version=recognizer.model_version,
     )

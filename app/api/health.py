@@ -8,7 +8,14 @@ from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse
 
 from app.api.deps import get_state
-from app.schemas import GalleryInfo, HealthResponse, ModelInfo, StartingResponse
+from app.schemas import (
+    GalleryInfo,
+    HealthResponse,
+    ModelInfo,
+    QualityFloors,
+    StartingResponse,
+    ThresholdInfo,
+)
 from app.state import ServiceState
 
 router = APIRouter(tags=["health"])
@@ -23,18 +30,32 @@ router = APIRouter(tags=["health"])
 async def health(
     state: Annotated[ServiceState, Depends(get_state)],
 ) -> HealthResponse | JSONResponse:
-    """200 once the model is loaded and warmed up; 503 `{"status": "starting"}` before."""
-    if not state.ready or state.card is None or state.gallery is None or state.model is None:
+    """200 once the model is loaded and warmed up; 503 `{"status": "starting"}` before.
+    Reports the /identify threshold in force and the gallery size it was computed for."""
+    components = state.components
+    if components is None:
         status = "failed" if state.failed else "starting"
         return JSONResponse({"status": status}, status_code=503, headers={"Retry-After": "2"})
-    card = state.card
+    card, recognizer = components.card, components.recognizer
+    in_force = recognizer.threshold()
     return HealthResponse(
         model=ModelInfo(
             name=card.name,
             version=card.version,
             embedding_dim=card.embedding_dim,
-            threshold=state.threshold,
-            engine=state.model.engine,
+            threshold=recognizer.policy.verify_threshold,
+            engine=components.model.engine,
         ),
-        gallery=GalleryInfo(identities=state.gallery.identities, faces=state.gallery.faces),
+        gallery=GalleryInfo(identities=in_force.identities, faces=in_force.faces),
+        identification=ThresholdInfo(
+            value=in_force.value,
+            source=in_force.source,  # type: ignore[arg-type]
+            target_fpir=in_force.target_fpir,
+            identities=in_force.identities,
+            faces=in_force.faces,
+        ),
+        quality_floors=QualityFloors(
+            probe=recognizer.policy.probe_quality_floor,
+            enroll=recognizer.policy.enroll_quality_floor,
+        ),
     )

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Annotated
 
 from fastapi import APIRouter, File, Query, UploadFile
 
 from app.api.deps import Ready, face_fields, read_upload
-from app.schemas import Candidate, IdentifiedFace, IdentifyResponse, error_responses
+from app.schemas import Candidate, IdentifiedFace, IdentifyResponse, ThresholdInfo, error_responses
 
 router = APIRouter(tags=["recognition"])
 
@@ -20,12 +19,17 @@ router = APIRouter(tags=["recognition"])
     responses=error_responses(400, 401, 413, 415, 422, 503),
 )
 async def identify(
-    state: Ready,
+    recognizer: Ready,
     image: Annotated[UploadFile, File(description="JPEG, PNG, WebP, BMP or PGM/PPM photo.")],
     top_k: Annotated[int, Query(ge=1, le=100, description="Candidates per face, best first.")] = 1,
     threshold: Annotated[
         float | None,
-        Query(ge=-1.0, le=1.0, description="Cosine threshold; default: the model's."),
+        Query(
+            ge=-1.0,
+            le=1.0,
+            description="Cosine threshold for this request; default: the one calibrated "
+            "for the gallery's size (FACEID_TARGET_FPIR), or FACEID_THRESHOLD.",
+        ),
     ] = None,
     max_faces: Annotated[
         int | None,
@@ -34,28 +38,30 @@ async def identify(
 ) -> IdentifyResponse:
     """Detects every face (largest first), embeds them and matches each against the gallery.
 
-    A face whose best score is under the threshold has `identity: null` (unknown); a photo
-    without a face gives `"faces": []`.
+    A face is named only when its best score reaches the threshold in force (reported in
+    `threshold`) and its quality reaches the probe floor; otherwise `identity` is null and
+    `reason` says why. A photo without a face gives `"faces": []`.
     """
-    data = await read_upload(image, state)
-    faces = await state.faces(data, max_faces or state.settings.max_faces)
-    state.metrics.faces_per_request.labels("/identify").observe(len(faces))
-    if not faces:
-        return IdentifyResponse(faces=[], model_version=state.model_version)
-    embeddings = await state.embed(faces)
-    assert state.gallery is not None
-    matches = await asyncio.to_thread(state.gallery.search, embeddings, top_k)
-    cutoff = state.threshold if threshold is None else threshold
-    results = []
-    for face, candidates in zip(faces, matches, strict=True):
-        best = candidates[0] if candidates else None
-        known = best is not None and best[1] >= cutoff
-        results.append(
+    data = await read_upload(image, recognizer)
+    result = await recognizer.identify(data, top_k, threshold, max_faces)
+    in_force = result.threshold
+    return IdentifyResponse(
+        faces=[
             IdentifiedFace(
-                **face_fields(face),  # type: ignore[arg-type]
-                identity=best[0] if known and best else None,
-                score=best[1] if best else None,
-                candidates=[Candidate(identity=i, score=s) for i, s in candidates],
+                **face_fields(f.face),  # type: ignore[arg-type]
+                identity=f.decision.identity,
+                reason=f.decision.reason if f.decision.identity is None else None,  # type: ignore[arg-type]
+                score=f.decision.score,
+                candidates=[Candidate(identity=i, score=s) for i, s in f.candidates],
             )
-        )
-    return IdentifyResponse(faces=results, model_version=state.model_version)
+            for f in result.faces
+        ],
+        threshold=ThresholdInfo(
+            value=in_force.value,
+            source=in_force.source,  # type: ignore[arg-type]
+            target_fpir=in_force.target_fpir,
+            identities=in_force.identities,
+            faces=in_force.faces,
+        ),
+        model_version=recognizer.model_version,
+    )

@@ -10,7 +10,6 @@ from fastapi import APIRouter, File, Query, Response, UploadFile
 
 from app.api.deps import Identity, Ready, read_upload
 from app.errors import ApiError
-from app.gallery.service import GalleryService
 from app.schemas import (
     EnrolledFace,
     EnrollResponse,
@@ -19,14 +18,8 @@ from app.schemas import (
     IdentitySummary,
     error_responses,
 )
-from app.state import ServiceState
 
 router = APIRouter(prefix="/identities", tags=["gallery"])
-
-
-def _gallery(state: ServiceState) -> GalleryService:
-    assert state.gallery is not None
-    return state.gallery
 
 
 def _unknown(identity: str) -> ApiError:
@@ -41,24 +34,23 @@ def _unknown(identity: str) -> ApiError:
     responses=error_responses(400, 401, 413, 415, 422, 503),
 )
 async def enroll(
-    state: Ready,
+    recognizer: Ready,
     identity: Identity,
     image: Annotated[UploadFile, File(description="A photo of this person.")],
     response: Response,
 ) -> EnrollResponse:
     """Stores the embedding of the photo's largest face (never the photo) under `identity`.
     Several photos per identity are allowed and all count in matching. 422 `no_face` when
-    the photo has no face."""
-    data = await read_upload(image, state)
-    faces = await state.faces(data)
-    state.metrics.faces_per_request.labels("/identities/{identity}/faces").observe(len(faces))
-    if not faces:
-        raise ApiError(422, "no_face", "No face was found in the photo; nothing was enrolled.")
-    embedding = (await state.embed(faces[:1]))[0]
-    enrolled = await asyncio.to_thread(_gallery(state).enroll, identity, embedding)
+    the photo has no face, 422 `low_quality` (saying why) when the face is under the
+    enrolment quality floor."""
+    data = await read_upload(image, recognizer)
+    result = await recognizer.enroll(identity, data)
     response.headers["Location"] = f"/identities/{quote(identity, safe='')}"
     return EnrollResponse(
-        identity=enrolled.identity, face_id=enrolled.face_id, faces_detected=len(faces)
+        identity=result.enrollment.identity,
+        face_id=result.enrollment.face_id,
+        faces_detected=result.faces_detected,
+        quality=round(result.face.quality.score, 4),
     )
 
 
@@ -69,12 +61,12 @@ async def enroll(
     responses=error_responses(401, 422, 503),
 )
 async def list_identities(
-    state: Ready,
+    recognizer: Ready,
     limit: Annotated[int, Query(ge=1, le=1000, description="Page size.")] = 100,
     offset: Annotated[int, Query(ge=0, description="Identities to skip.")] = 0,
 ) -> IdentityList:
     """Identities in name order with their number of faces, and the total count."""
-    page, total = await asyncio.to_thread(_gallery(state).list_identities, limit, offset)
+    page, total = await asyncio.to_thread(recognizer.gallery.list_identities, limit, offset)
     return IdentityList(
         identities=[IdentitySummary(identity=i, faces=n) for i, n in page], total=total
     )
@@ -86,9 +78,9 @@ async def list_identities(
     summary="Faces enrolled under an identity",
     responses=error_responses(401, 404, 422, 503),
 )
-async def get_identity(state: Ready, identity: Identity) -> IdentityDetail:
+async def get_identity(recognizer: Ready, identity: Identity) -> IdentityDetail:
     """Face ids with their enrollment times and the model that made them."""
-    faces = await asyncio.to_thread(_gallery(state).faces_of, identity)
+    faces = await asyncio.to_thread(recognizer.gallery.faces_of, identity)
     if not faces:
         raise _unknown(identity)
     return IdentityDetail(
@@ -107,9 +99,9 @@ async def get_identity(state: Ready, identity: Identity) -> IdentityDetail:
     summary="Erase an identity",
     responses=error_responses(401, 404, 422, 503),
 )
-async def delete_identity(state: Ready, identity: Identity) -> Response:
+async def delete_identity(recognizer: Ready, identity: Identity) -> Response:
     """Erases every stored embedding of this person (right to erasure)."""
-    deleted = await asyncio.to_thread(_gallery(state).delete_identity, identity)
+    deleted = await asyncio.to_thread(recognizer.gallery.delete_identity, identity)
     if not deleted:
         raise _unknown(identity)
     return Response(status_code=204)
@@ -122,9 +114,9 @@ async def delete_identity(state: Ready, identity: Identity) -> Response:
     summary="Erase one enrolled face",
     responses=error_responses(401, 404, 422, 503),
 )
-async def delete_face(state: Ready, identity: Identity, face_id: str) -> Response:
+async def delete_face(recognizer: Ready, identity: Identity, face_id: str) -> Response:
     """Erases one face of the identity; 404 when the identity has no such face."""
-    deleted = await asyncio.to_thread(_gallery(state).delete_face, identity, face_id)
+    deleted = await asyncio.to_thread(recognizer.gallery.delete_face, identity, face_id)
     if not deleted:
         raise ApiError(404, "not_found", f"Identity {identity!r} has no face with id {face_id!r}.")
     return Response(status_code=204)

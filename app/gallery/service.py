@@ -89,9 +89,6 @@ class GalleryService:
     def faces_of(self, identity: str) -> list[FaceRecord]:
         return self.store.faces_of(identity)
 
-    def search(self, queries: np.ndarray, top_k: int) -> list[list[tuple[str, float]]]:
-        return self.index.search(queries, top_k)
-
     def close(self) -> None:
         self.index.close()
         self.store.close()

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from app.inference.model import StartupError
+from app.errors import StartupError
 
 SCHEMA_VERSION = 1
 

@@ -7,20 +7,18 @@ float32 [N, D]. The card beside it must name the face pipeline's
 ``PREPROCESSING_VERSION``; anything else refuses to start with a clear message.
 
 Engines. On a GPU the SavedModel runs as it is (``savedmodel``). On a CPU the loaded
-SavedModel is converted once, at startup (about 8 s), into a TensorFlow Lite flatbuffer
-run by the XNNPACK delegate. The converter folds the float16→float32 weight casts that
-the SavedModel repeats on every call. ``tflite`` keeps float32 weights (embeddings equal
-to the SavedModel's to rounding; one face 37 → 16 ms on 2 cores); ``tflite-int8`` (the
-CPU default) stores the weights as int8 and quantises activations on the fly (about 9 ms
-of one core per face instead of 29, embeddings within cosine 0.999 of the SavedModel's,
-LFW accuracy unchanged: docs/BENCHMARKS.md). Before the service uses a converted engine
-it embeds a probe batch with it and with the SavedModel, and keeps the SavedModel if they
-disagree (cosine below 0.9999 for float32, 0.99 for int8).
+SavedModel is converted once, at startup, into a TensorFlow Lite flatbuffer run by the
+XNNPACK delegate; the converter folds the float16→float32 weight casts that the
+SavedModel repeats on every call. ``tflite`` keeps float32 weights (embeddings equal to
+the SavedModel's to rounding); ``tflite-int8`` (the CPU default) stores the weights as
+int8 and quantises activations on the fly. Before the service uses a converted engine it
+embeds a probe batch with it and with the SavedModel, and keeps the SavedModel if they
+disagree (cosine below 0.9999 for float32, 0.99 for int8). Speed and accuracy of each
+engine: docs/BENCHMARKS.md.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import threading
@@ -30,73 +28,36 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from app.cpu import usable_cores
-from app.faces import ALIGNED_SIZE, PREPROCESSING_VERSION
+from app.errors import StartupError
+from faces.model_contract import (
+    INPUT_SHAPE,
+    OUTPUT_NAME,
+    SIGNATURE_NAME,
+    ModelCard,
+    ModelCardError,
+    read_card,
+)
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 log = logging.getLogger("faceid.model")
 
-CARD_FILE = "model_card.json"
-SIGNATURE = "serving_default"
-OUTPUT_KEY = "embedding"
 Engine = Literal["auto", "tflite", "tflite-int8", "savedmodel"]
 # How close (cosine) a converted model's embeddings of a probe batch must stay to the
 # SavedModel's before the service uses it: float32 must match to rounding; int8 weights
-# move an embedding by a few thousandths (measured: >= 0.999 on faceid/2).
+# move an embedding by a few thousandths.
 _FLOAT_MIN_COSINE = 0.9999
 _INT8_MIN_COSINE = 0.99
 
 
-class StartupError(RuntimeError):
-    """A configuration problem that must stop the service from starting."""
-
-
-class ModelCard(BaseModel):
-    """The fields of ``model_card.json`` the service relies on (others are kept)."""
-
-    model_config = ConfigDict(extra="allow", protected_namespaces=())
-
-    name: str = Field(min_length=1)
-    version: str = Field(min_length=1)
-    embedding_dim: int = Field(ge=1)
-    preprocessing_version: str
-    threshold: float = Field(ge=-1.0, le=1.0)
-    metrics: Any = None
-    training_data: Any = None
-    recipe: Any = None
-    pretrained: Any = None
-
-    @property
-    def model_id(self) -> str:
-        """What gallery rows record: name and version together."""
-        return f"{self.name}/{self.version}"
-
-
-def read_card(model_dir: Path) -> ModelCard:
-    """Read and check the model card; raises StartupError with a clear message."""
-    path = Path(model_dir) / CARD_FILE
-    if not Path(model_dir).is_dir():
-        raise StartupError(
-            f"Model directory {model_dir} does not exist; set FACEID_MODEL_DIR to a "
-            "model version directory (SavedModel + model_card.json)."
-        )
-    if not path.is_file():
-        raise StartupError(f"Model card {path} is missing; refusing to serve an unknown model.")
+def load_card(model_dir: Path) -> ModelCard:
+    """The model card of ``model_dir``; a problem with it is a ``StartupError``."""
     try:
-        card = ModelCard.model_validate(json.loads(path.read_text(encoding="utf-8")))
-    except (json.JSONDecodeError, UnicodeDecodeError, ValidationError) as exc:
-        raise StartupError(f"Model card {path} is invalid: {exc}") from exc
-    if card.preprocessing_version != PREPROCESSING_VERSION:
-        raise StartupError(
-            f"Model {card.model_id} was trained with preprocessing "
-            f"{card.preprocessing_version!r} but this service aligns faces with "
-            f"{PREPROCESSING_VERSION!r}; its embeddings would not match. "
-            "Re-export the model with the current face pipeline or deploy a matching service."
-        )
-    return card
+        return read_card(model_dir)
+    except ModelCardError as exc:
+        raise StartupError(str(exc)) from exc
 
 
 class EmbeddingModel:
@@ -115,7 +76,7 @@ class EmbeddingModel:
         threads: int = 0,
     ) -> None:
         self.model_dir = Path(model_dir)
-        self.card = card or read_card(self.model_dir)
+        self.card = card or load_card(self.model_dir)
         if not (self.model_dir / "saved_model.pb").is_file():
             raise StartupError(f"{self.model_dir} holds no saved_model.pb.")
         import tensorflow as tf  # heavy: imported only when a model is loaded
@@ -126,16 +87,16 @@ class EmbeddingModel:
         except Exception as exc:  # corrupt or incompatible SavedModel
             raise StartupError(f"Could not load the SavedModel in {self.model_dir}: {exc}") from exc
         signatures = getattr(self._loaded, "signatures", {})
-        if SIGNATURE not in signatures:
+        if SIGNATURE_NAME not in signatures:
             raise StartupError(
-                f"SavedModel {self.model_dir} has no {SIGNATURE!r} signature "
+                f"SavedModel {self.model_dir} has no {SIGNATURE_NAME!r} signature "
                 f"(has {sorted(signatures)})."
             )
-        self._fn = signatures[SIGNATURE]
+        self._fn = signatures[SIGNATURE_NAME]
         _, kwargs = self._fn.structured_input_signature
         if len(kwargs) != 1:
             raise StartupError(
-                f"Signature {SIGNATURE!r} must take exactly one input, takes {sorted(kwargs)}."
+                f"Signature {SIGNATURE_NAME!r} must take exactly one input, takes {sorted(kwargs)}."
             )
         ((self.input_key, spec),) = kwargs.items()
         if spec.dtype != tf.uint8:
@@ -143,11 +104,12 @@ class EmbeddingModel:
                 f"Signature input {self.input_key!r} must be uint8, is {spec.dtype}."
             )
         outputs = self._fn.structured_outputs
-        if OUTPUT_KEY not in outputs:
+        if OUTPUT_NAME not in outputs:
             raise StartupError(
-                f"Signature {SIGNATURE!r} must output {OUTPUT_KEY!r}, outputs {sorted(outputs)}."
+                f"Signature {SIGNATURE_NAME!r} must output {OUTPUT_NAME!r}, "
+                f"outputs {sorted(outputs)}."
             )
-        out_dim = outputs[OUTPUT_KEY].shape[-1]
+        out_dim = outputs[OUTPUT_NAME].shape[-1]
         if out_dim is not None and int(out_dim) != self.card.embedding_dim:
             raise StartupError(
                 f"Model outputs {out_dim}-d embeddings but its card says {self.card.embedding_dim}."
@@ -179,12 +141,10 @@ class EmbeddingModel:
                 interpreter = tf.lite.Interpreter(
                     model_content=flatbuffer, num_threads=threads or usable_cores()
                 )
-            runner = interpreter.get_signature_runner(SIGNATURE)
-            probe = np.random.default_rng(0).integers(
-                0, 256, (4, ALIGNED_SIZE, ALIGNED_SIZE, 3), dtype=np.uint8
-            )
+            runner = interpreter.get_signature_runner(SIGNATURE_NAME)
+            probe = np.random.default_rng(0).integers(0, 256, (4, *INPUT_SHAPE), dtype=np.uint8)
             want = self._embed_savedmodel(probe)
-            got = np.asarray(runner(**{self.input_key: probe})[OUTPUT_KEY], dtype=np.float32)
+            got = np.asarray(runner(**{self.input_key: probe})[OUTPUT_NAME], dtype=np.float32)
             worst = float(np.min(np.sum(got * want, axis=1))) if got.shape == want.shape else -1.0
         except Exception:
             log.exception("TensorFlow Lite conversion failed; serving the SavedModel as it is")
@@ -207,30 +167,23 @@ class EmbeddingModel:
         )
 
     def _embed_savedmodel(self, crops: np.ndarray) -> np.ndarray:
-        out = self._fn(**{self.input_key: self._tf.constant(crops)})[OUTPUT_KEY]
+        out = self._fn(**{self.input_key: self._tf.constant(crops)})[OUTPUT_NAME]
         return np.asarray(out.numpy(), dtype=np.float32)
 
     @property
     def embedding_dim(self) -> int:
         return self.card.embedding_dim
 
-    @property
-    def version(self) -> str:
-        return self.card.version
-
     def embed(self, crops: np.ndarray) -> np.ndarray:
         """Embed aligned crops (uint8 N×112×112×3) into float32 N×D unit vectors."""
         crops = np.asarray(crops)
-        expected = (ALIGNED_SIZE, ALIGNED_SIZE, 3)
-        if crops.ndim != 4 or crops.shape[1:] != expected or crops.dtype != np.uint8:
-            raise ValueError(
-                f"expected uint8 N×{ALIGNED_SIZE}×{ALIGNED_SIZE}×3, got {crops.dtype} {crops.shape}"
-            )
+        if crops.ndim != 4 or crops.shape[1:] != INPUT_SHAPE or crops.dtype != np.uint8:
+            raise ValueError(f"expected uint8 N×{INPUT_SHAPE}, got {crops.dtype} {crops.shape}")
         if len(crops) == 0:
             return np.zeros((0, self.embedding_dim), dtype=np.float32)
         with self._lock:  # neither engine may run two batches at once
             if self._runner is not None:
-                out = self._runner(**{self.input_key: crops})[OUTPUT_KEY]
+                out = self._runner(**{self.input_key: crops})[OUTPUT_NAME]
                 embeddings = np.array(out, dtype=np.float32)  # a copy: the buffer is reused
             else:
                 embeddings = self._embed_savedmodel(crops)
@@ -243,4 +196,4 @@ class EmbeddingModel:
     def warm_up(self, batch_sizes: tuple[int, ...] = (1,)) -> None:
         """Run the graph once per batch size so the first request pays no tracing cost."""
         for n in batch_sizes:
-            self.embed(np.zeros((n, ALIGNED_SIZE, ALIGNED_SIZE, 3), dtype=np.uint8))
+            self.embed(np.zeros((n, *INPUT_SHAPE), dtype=np.uint8))

@@ -30,8 +30,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from app.faces.align import align_face
-from app.faces.pipeline import FacePipeline
+from faces.align import align_face
+from faces.pipeline import FacePipeline
 from training.data import read_pairs
 from training.evaluate import kfold_accuracy
 

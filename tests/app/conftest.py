@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from faceid_testkit import build_tiny_model
 
-from app.faces import FacePipeline
+from faces import FacePipeline
 
 
 @pytest.fixture(scope="session")

@@ -22,9 +22,9 @@ from typing import Any
 
 from fastapi.testclient import TestClient
 
-from app.faces import PREPROCESSING_VERSION, FacePipeline
 from app.main import create_app
 from app.settings import REPO_ROOT, Settings
+from faces import PREPROCESSING_VERSION, FacePipeline
 
 DATA = Path(os.environ.get("FACEID_TEST_DATA", REPO_ROOT.parent / "shared" / "data"))
 LFW = DATA / "lfw" / "train"

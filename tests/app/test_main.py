@@ -24,11 +24,11 @@ from faceid_testkit import (
 )
 from fastapi.testclient import TestClient
 
-from app.faces import FacePipeline
+from app.errors import StartupError
 from app.gallery.store import GalleryStore
-from app.inference.model import StartupError
 from app.main import create_app
 from app.settings import REPO_ROOT, Settings
+from faces import FacePipeline
 
 PHOTO = lfw("Ai_Sugiyama", 1)
 

@@ -116,7 +116,7 @@ def test_tensorflow_build_is_a_build_argument_defaulting_to_cpu() -> None:
 def test_runtime_contract() -> None:
     final = final_stage()
     copies = " ".join(args_of(final, "COPY"))
-    assert "app/" in copies and "model_store/" in copies
+    assert "app/" in copies and "faces/" in copies and "model_store/" in copies
     assert "--from=builder /opt/venv" in copies
     users = args_of(final, "USER")
     assert users and users[-1].split(":")[0] not in ("root", "0"), "must not run as root"

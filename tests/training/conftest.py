@@ -9,25 +9,9 @@ import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-REPO = Path(__file__).resolve().parents[2]
-DATA_ROOT = REPO.parent / "shared" / "data"
 
 # small LFW people (2-3 images each) used to build a miniature LFW for the e2e run
 MINI_LFW_PEOPLE = 6
-
-
-@pytest.fixture(scope="session")
-def data_root() -> Path:
-    if not (DATA_ROOT / "orl").is_dir():
-        pytest.skip(f"shared datasets not found at {DATA_ROOT}")
-    return DATA_ROOT
-
-
-@pytest.fixture(scope="session")
-def pipeline():  # type: ignore[no-untyped-def]
-    from app.faces import FacePipeline
-
-    return FacePipeline()
 
 
 @pytest.fixture(scope="session")

@@ -36,7 +36,7 @@ def _celeba_photo(data_root: Path) -> str:
 def test_training_and_service_paths_give_the_same_embedding(exported, data_root) -> None:  # type: ignore[no-untyped-def]
     import tensorflow as tf
 
-    from app.faces import FacePipeline
+    from faces import FacePipeline
     from training.evaluate import keras_embed_fn
     from training.prepare import process_image
 

@@ -15,7 +15,7 @@ def test_tiny_prepare_train_evaluate_export(
 ) -> None:
     import tensorflow as tf
 
-    from app.faces import PREPROCESSING_VERSION
+    from faces import PREPROCESSING_VERSION
     from training.cli import main
 
     # prepare (done by the fixture through the CLI): per-dataset reports and a resumable cache

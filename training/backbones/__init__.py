@@ -8,11 +8,15 @@ from typing import Any
 
 import keras
 
+from faces.model_contract import ALIGNED_SIZE
 from training.backbones.mobilefacenet import build_mobilefacenet
 
 
 def _build_mobilefacenet(
-    embedding_dim: int = 128, pretrained: bool = False, input_size: int = 112, **kwargs: Any
+    embedding_dim: int = 128,
+    pretrained: bool = False,
+    input_size: int = ALIGNED_SIZE,
+    **kwargs: Any,
 ) -> keras.Model:
     if pretrained:
         raise ValueError("mobilefacenet has no pretrained weights; use backbone facenet_irv1")
@@ -20,7 +24,10 @@ def _build_mobilefacenet(
 
 
 def _build_facenet_irv1(
-    embedding_dim: int = 128, pretrained: bool = True, input_size: int = 112, **kwargs: Any
+    embedding_dim: int = 128,
+    pretrained: bool = True,
+    input_size: int = ALIGNED_SIZE,
+    **kwargs: Any,
 ) -> keras.Model:
     if embedding_dim != 128:
         raise ValueError("facenet_irv1 produces 128-d embeddings")

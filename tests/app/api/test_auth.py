@@ -10,7 +10,7 @@ from faceid_testkit import image_file, lfw, make_settings, running_app
 from fastapi.testclient import TestClient
 
 from app.api.deps import keys_match
-from app.faces import FacePipeline
+from faces import FacePipeline
 
 KEYS = "first-key-0123, second-key-4567"
 GOOD = {"Authorization": "Bearer second-key-4567"}
@@ -90,12 +90,12 @@ def test_health_metrics_and_docs_need_no_key(client: TestClient) -> None:
 
 def test_auth_is_checked_before_readiness(client: TestClient) -> None:
     state = client.app.state.faceid  # type: ignore[attr-defined]
-    state.ready = False
+    components, state.components = state.components, None
     try:
         assert client.get("/identities").status_code == 401
         assert client.get("/identities", headers=GOOD).status_code == 503
     finally:
-        state.ready = True
+        state.components = components
 
 
 def test_key_comparison() -> None:

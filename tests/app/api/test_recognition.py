@@ -20,7 +20,7 @@ from faceid_testkit import (
 )
 from fastapi.testclient import TestClient
 
-from app.faces import FacePipeline
+from faces import FacePipeline
 
 # LFW people with at least three photos: photo 1 is enrolled, 2 and 3 are queries.
 PEOPLE = [
@@ -131,7 +131,7 @@ def test_embeddings_of_the_same_person_are_closer(client: TestClient) -> None:
 
 
 def test_concurrent_identify_requests_are_all_right_and_batched(client: TestClient) -> None:
-    batcher = client.app.state.faceid.batcher  # type: ignore[attr-defined]
+    batcher = client.app.state.faceid.components.batcher  # type: ignore[attr-defined]
     batches_before = batcher.batches
 
     def ask(person: str) -> tuple[str, str | None]:
@@ -178,7 +178,7 @@ def test_embed_route_matches_the_training_code_path_with_the_shipped_model(
     from training.evaluate import savedmodel_embed_fn
     from training.prepare import process_image
 
-    model = client.app.state.faceid.model  # type: ignore[attr-defined]
+    model = client.app.state.faceid.components.model  # type: ignore[attr-defined]
     embed = savedmodel_embed_fn(REAL_MODEL_DIR)
     for path in (lfw("Al_Gore", 2), DATA / "orl" / "s7" / "4.pgm"):
         face, status = process_image(face_pipeline, path)

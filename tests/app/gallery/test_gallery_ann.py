@@ -209,8 +209,8 @@ def test_service_builds_the_graph_from_the_store_in_the_background(tmp_path: Pat
     service = GalleryService.open(GalleryStore(db, "m/1", DIM), ann_min_faces=30)
     assert service.index.wait_for_ann(timeout=30) and service.index.ann_faces == 40
     enrolled = service.enroll("Newcomer", faces[0] + 0.01)
-    assert service.search(faces[:1] + 0.01, top_k=1)[0][0][0] == "Newcomer"
+    assert service.index.search(faces[:1] + 0.01, top_k=1)[0][0][0] == "Newcomer"
     assert service.delete_face("Newcomer", enrolled.face_id)
     service.close()
     assert service.index.ann_faces == 0  # the graph is dropped; searches are exact
-    assert service.search(faces[:1], top_k=1)[0][0] == (identities[0], pytest.approx(1.0))
+    assert service.index.search(faces[:1], top_k=1)[0][0] == (identities[0], pytest.approx(1.0))

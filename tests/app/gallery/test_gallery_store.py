@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from app.errors import StartupError
 from app.gallery.service import GalleryService
 from app.gallery.store import GalleryStore
-from app.inference.model import StartupError
 
 
 def _vec(seed: int, dim: int = 8) -> np.ndarray:
@@ -39,7 +39,7 @@ def test_enrollments_survive_reopening_and_reload_into_the_index(tmp_path: Path)
     faces = reopened.faces_of("Ada Lovelace")
     assert faces[0].face_id == a.face_id and faces[0].model_version == "m/1"
     assert faces[0].created_at.endswith("Z")
-    [[(who, score)]] = reopened.search(_vec(3)[None], top_k=1)
+    [[(who, score)]] = reopened.index.search(_vec(3)[None], top_k=1)
     assert who == "Émile Zola" and score == pytest.approx(1.0, abs=1e-6)
     reopened.close()
 
@@ -55,7 +55,7 @@ def test_erasure_removes_rows_from_store_and_index(tmp_path: Path) -> None:
     assert service.delete_identity("B") == 1
     assert service.delete_identity("B") == 0
     assert (service.identities, service.faces) == (1, 1)
-    assert service.search(_vec(3)[None], top_k=5)[0][0][0] == "A"
+    assert service.index.search(_vec(3)[None], top_k=5)[0][0][0] == "A"
     service.close()
     assert GalleryStore(db, "m/1", 8).count() == (1, 1)
     wal = db.with_name(db.name + "-wal")

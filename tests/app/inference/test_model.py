@@ -10,7 +10,9 @@ import numpy as np
 import pytest
 from faceid_testkit import TINY_DIM, write_card
 
-from app.inference.model import EmbeddingModel, StartupError, read_card
+from app.errors import StartupError
+from app.inference.model import EmbeddingModel
+from app.inference.model import load_card as read_card
 
 
 def test_embeds_uint8_crops_into_unit_vectors_reading_the_input_key(tiny_model_dir: Path) -> None:

@@ -7,8 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from app.faces import ARCFACE_TEMPLATE, align_face
-from app.faces.align import similarity_transform
+from faces import ARCFACE_TEMPLATE, align_face
+from faces.align import similarity_transform
 
 
 def _similarity(scale: float, angle_deg: float, tx: float, ty: float) -> np.ndarray:

@@ -1,4 +1,5 @@
-"""The face pipeline as one object: bytes or pixels in, aligned 112×112 crops out.
+"""The face pipeline as one object: bytes or pixels in, aligned 112×112 crops out,
+each with its quality (``faces.quality``).
 
 Training (``training.data``) and serving (``app.api``) both call ``FacePipeline``; there
 is no second implementation, which is what makes served embeddings match training.
@@ -6,19 +7,20 @@ is no second implementation, which is what makes served embeddings match trainin
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
-from app.faces.align import ALIGNED_SIZE, align_face
-from app.faces.decode import DEFAULT_MAX_PIXELS, DecodedImage, decode_image
-from app.faces.detect import (
+from faces.align import ALIGNED_SIZE, align_face
+from faces.decode import DEFAULT_MAX_PIXELS, DecodedImage, decode_image
+from faces.detect import (
     DEFAULT_MAX_SIDE,
     DEFAULT_MIN_FACE_SIZE,
     DEFAULT_MIN_SCORE,
     DetectedFace,
     FaceDetector,
 )
+from faces.quality import FaceQuality, assess_quality
 
 # Bump whenever decode/detect/align change in a way that alters crops; the service
 # refuses a model whose card names another version.
@@ -27,10 +29,15 @@ PREPROCESSING_VERSION = "mtcnn-1.0.0+arcface112-v1"
 
 @dataclass(frozen=True)
 class AlignedFace:
-    """A detected face with its aligned crop (112×112×3 uint8, RGB)."""
+    """A detected face with its aligned crop (112×112×3 uint8, RGB) and its quality."""
 
     detection: DetectedFace
     crop: np.ndarray
+    quality: FaceQuality = field(init=False)
+
+    def __post_init__(self) -> None:
+        quality = assess_quality(self.crop, self.detection.landmarks, self.detection.score)
+        object.__setattr__(self, "quality", quality)
 
     @property
     def box(self) -> tuple[float, float, float, float]:

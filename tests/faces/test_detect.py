@@ -34,7 +34,7 @@ def _check_face(face, width: int, height: int) -> None:  # type: ignore[no-untyp
 
 @pytest.mark.parametrize(("rel", "kind"), PHOTOS)
 def test_finds_the_face(data_root, pipeline, rel: str, kind: str) -> None:  # type: ignore[no-untyped-def]
-    from app.faces import decode_image
+    from faces import decode_image
 
     path = data_root / rel
     pixels = decode_image(path.read_bytes()).pixels
@@ -52,7 +52,7 @@ def test_finds_the_face(data_root, pipeline, rel: str, kind: str) -> None:  # ty
 
 
 def test_finds_faces_in_celeba_scenes(data_root, pipeline) -> None:  # type: ignore[no-untyped-def]
-    from app.faces import decode_image
+    from faces import decode_image
 
     for rel in _celeba_photos(data_root):
         path = data_root / rel
@@ -68,7 +68,7 @@ def test_finds_faces_in_celeba_scenes(data_root, pipeline) -> None:  # type: ign
     ("side", "min_face"), [(250, 20), (250, 40), (187, 40), (640, 48), (50, 40)]
 )
 def test_scale_pyramid_stops_at_the_last_level_pnet_can_read(side: int, min_face: int) -> None:
-    from app.faces.detect import _scale_pyramid
+    from faces.detect import _scale_pyramid
 
     scales = _scale_pyramid(side + 30, side, min_face, 0.709)
     assert len(scales) >= 1
@@ -78,7 +78,7 @@ def test_scale_pyramid_stops_at_the_last_level_pnet_can_read(side: int, min_face
 
 
 def test_scale_pyramid_is_empty_when_the_photo_is_smaller_than_the_smallest_face() -> None:
-    from app.faces.detect import _scale_pyramid
+    from faces.detect import _scale_pyramid
 
     assert len(_scale_pyramid(100, 30, 40, 0.709)) == 0
 
@@ -88,7 +88,7 @@ def test_min_face_size_is_honoured(data_root, pipeline) -> None:  # type: ignore
     that large and skips smaller ones."""
     from PIL import Image
 
-    from app.faces import FaceDetector, decode_image
+    from faces import FaceDetector, decode_image
 
     pixels = decode_image((data_root / PHOTOS[0][0]).read_bytes()).pixels  # face ≈ 100 px
     big = FaceDetector(min_face_size=60)
@@ -106,7 +106,7 @@ def test_prepare_redoes_identities_cached_with_other_pipeline_settings(data_root
     import json
     import os
 
-    from app.faces.pipeline import pipeline_signature
+    from faces.pipeline import pipeline_signature
     from training.prepare import prepare_datasets
 
     root = tmp_path / "orl"

@@ -23,13 +23,17 @@ _PILLOW_FORMATS = {"JPEG": "jpeg", "PNG": "png", "WEBP": "webp", "BMP": "bmp", "
 
 
 class ImageError(ValueError):
-    """A typed refusal of an input image, carrying the API error code and HTTP status."""
+    """A typed refusal of an input image: a machine-readable ``code`` and a message.
 
-    def __init__(self, code: str, message: str, status: int) -> None:
+    Codes: ``invalid_image`` (corrupt, truncated, empty), ``unsupported_media_type`` (not
+    JPEG/PNG/WebP/BMP/PGM/PPM), ``too_large`` (over the pixel cap). The service maps them
+    to HTTP statuses (``app.errors``); training counts them.
+    """
+
+    def __init__(self, code: str, message: str) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
-        self.status = status
 
 
 @dataclass(frozen=True)
@@ -80,34 +84,32 @@ def _to_rgb_uint8(img: Image.Image) -> np.ndarray:
 def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> DecodedImage:
     """Decode image bytes to an upright RGB uint8 array.
 
-    Raises ImageError with code ``unsupported_media_type`` (415) for content that is not
-    JPEG/PNG/WebP/BMP/PGM/PPM, ``too_large`` (413) when width×height exceeds
-    ``max_pixels``, and ``invalid_image`` (400) for truncated or corrupt files.
+    Raises ImageError with code ``unsupported_media_type`` for content that is not
+    JPEG/PNG/WebP/BMP/PGM/PPM, ``too_large`` when width×height exceeds ``max_pixels``,
+    and ``invalid_image`` for truncated or corrupt files.
     """
     if not data:
-        raise ImageError("invalid_image", "The uploaded file is empty.", 400)
+        raise ImageError("invalid_image", "The uploaded file is empty.")
     fmt = sniff_format(data)
     if fmt is None:
         raise ImageError(
             "unsupported_media_type",
             "Unsupported image type: send JPEG, PNG, WebP, BMP or PGM/PPM.",
-            415,
         )
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             img = Image.open(io.BytesIO(data))
             if _PILLOW_FORMATS.get(img.format or "") != fmt:
-                raise ImageError("invalid_image", "The image content is malformed.", 400)
+                raise ImageError("invalid_image", "The image content is malformed.")
             width, height = img.size
             if width * height > max_pixels:
                 raise ImageError(
                     "too_large",
                     f"Image has {width}x{height} pixels; the limit is {max_pixels} pixels.",
-                    413,
                 )
             if width < 1 or height < 1:
-                raise ImageError("invalid_image", "The image has no pixels.", 400)
+                raise ImageError("invalid_image", "The image has no pixels.")
             img.load()
             upright: Image.Image = ImageOps.exif_transpose(img) or img
             pixels = _to_rgb_uint8(upright)
@@ -115,6 +117,7 @@ def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> DecodedIm
         raise
     except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError) as exc:
         raise ImageError(
-            "invalid_image", f"The image could not be decoded ({type(exc).__name__}).", 400
+            "invalid_image",
+            f"The image could not be decoded ({type(exc).__name__}).",
         ) from exc
     return DecodedImage(pixels=np.ascontiguousarray(pixels), format=fmt)

@@ -1,0 +1,252 @@
+"""The use cases the routes call, and the one decision rule they all share.
+
+``Recognizer`` runs the request flow: upload bytes → face pipeline (decode, detect,
+align, quality; in the detection threads) → micro-batcher → model → gallery index →
+``MatchPolicy`` (calibrated threshold, unknown, low quality). Routes only translate HTTP
+to these calls and the results to response schemas.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from concurrent.futures import Executor
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+
+from app.errors import ApiError
+from app.gallery.service import Enrollment, GalleryService
+from app.inference.batcher import MicroBatcher
+from app.metrics import Metrics
+from app.settings import Settings
+from faces import AlignedFace, FacePipeline
+from faces.model_contract import ModelCard
+from faces.open_set import threshold_for_fpir
+
+Candidates = list[tuple[str, float]]
+
+
+@dataclass(frozen=True)
+class ThresholdInForce:
+    """The identification threshold and where it comes from."""
+
+    value: float
+    source: str  # "calibrated", "setting", "request", "card"
+    target_fpir: float | None
+    identities: int
+    faces: int
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What the rule says about one probe face."""
+
+    identity: str | None
+    score: float | None
+    reason: str | None  # None (named), "below_threshold", "low_quality", "empty_gallery"
+
+
+class MatchPolicy:
+    """The decision rule: a calibrated open-set threshold and the quality floors.
+
+    Without an override, the threshold holds ``target_fpir`` (the share of strangers named
+    as someone) for the gallery's current size, from the model card's impostor tail
+    (``faces.open_set``); it is recomputed only when the gallery's size changes.
+    ``FACEID_THRESHOLD`` (``settings.threshold``) and a request's ``threshold`` override it.
+    """
+
+    def __init__(self, card: ModelCard, settings: Settings) -> None:
+        self.card = card
+        self.target_fpir = settings.target_fpir
+        self.fixed = settings.threshold
+        self.probe_quality_floor = settings.probe_quality_floor
+        self.enroll_quality_floor = settings.enroll_quality_floor
+        self._calibrated = lru_cache(maxsize=64)(self._calibrated_threshold)
+
+    def _calibrated_threshold(self, identities: int, faces: int) -> float:
+        assert self.card.calibration is not None
+        per_identity = faces / identities if identities else 1.0
+        return threshold_for_fpir(self.card.calibration, self.target_fpir, identities, per_identity)
+
+    def threshold(
+        self, identities: int, faces: int, override: float | None = None
+    ) -> ThresholdInForce:
+        """The threshold for a gallery of this size (``override``: a request's own)."""
+        if override is not None:
+            return ThresholdInForce(override, "request", None, identities, faces)
+        if self.fixed is not None:
+            return ThresholdInForce(self.fixed, "setting", None, identities, faces)
+        if self.card.calibration is None:  # an older card: its pair threshold
+            return ThresholdInForce(self.card.threshold, "card", None, identities, faces)
+        value = self._calibrated(identities, faces)
+        return ThresholdInForce(value, "calibrated", self.target_fpir, identities, faces)
+
+    @property
+    def verify_threshold(self) -> float:
+        """One-to-one comparisons: the card's pair threshold unless overridden."""
+        return self.fixed if self.fixed is not None else self.card.threshold
+
+    def decide(self, face: AlignedFace, candidates: Candidates, threshold: float) -> Decision:
+        """Named, unknown or refused for low quality: never a guess under the floor."""
+        best = candidates[0] if candidates else None
+        score = best[1] if best else None
+        if face.quality.score < self.probe_quality_floor:
+            return Decision(None, score, "low_quality")
+        if best is None:
+            return Decision(None, None, "empty_gallery")
+        if best[1] < threshold:
+            return Decision(None, score, "below_threshold")
+        return Decision(best[0], score, None)
+
+
+@dataclass(frozen=True)
+class IdentifiedFace:
+    face: AlignedFace
+    decision: Decision
+    candidates: Candidates
+
+
+@dataclass(frozen=True)
+class Identification:
+    faces: list[IdentifiedFace]
+    threshold: ThresholdInForce
+
+
+@dataclass(frozen=True)
+class EmbeddedFace:
+    face: AlignedFace
+    embedding: np.ndarray
+
+
+@dataclass(frozen=True)
+class Verification:
+    same_person: bool
+    score: float
+    threshold: float
+    faces: tuple[AlignedFace, AlignedFace]
+
+
+@dataclass(frozen=True)
+class EnrolledFace:
+    enrollment: Enrollment
+    face: AlignedFace
+    faces_detected: int
+
+
+class Recognizer:
+    """Detect-and-embed, identify, verify and enrol: the service's use cases."""
+
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        metrics: Metrics,
+        pipeline: FacePipeline,
+        batcher: MicroBatcher,
+        gallery: GalleryService,
+        policy: MatchPolicy,
+        detect_pool: Executor,
+    ) -> None:
+        self.settings = settings
+        self.metrics = metrics
+        self.pipeline = pipeline
+        self.batcher = batcher
+        self.gallery = gallery
+        self.policy = policy
+        self._detect_pool = detect_pool
+        self._dim = policy.card.embedding_dim
+
+    @property
+    def model_version(self) -> str:
+        return self.policy.card.version
+
+    # ------------------------------------------------------------------ parts
+    def _faces_blocking(self, data: bytes, max_faces: int | None) -> list[AlignedFace]:
+        t0 = time.perf_counter()
+        faces = self.pipeline.faces_in_bytes(data, max_faces=max_faces)
+        self.metrics.detect_seconds.observe(time.perf_counter() - t0)
+        return faces
+
+    async def find_faces(self, data: bytes, route: str, max_faces: int | None) -> list[AlignedFace]:
+        """Decode, detect, align and assess in the detection threads (raises ImageError)."""
+        loop = asyncio.get_running_loop()
+        faces = await loop.run_in_executor(self._detect_pool, self._faces_blocking, data, max_faces)
+        self.metrics.faces_per_request.labels(route).observe(len(faces))
+        return faces
+
+    async def embed(self, faces: list[AlignedFace]) -> np.ndarray:
+        """Embeddings (float32 N×D) of aligned faces, through the micro-batcher."""
+        if not faces:
+            return np.zeros((0, self._dim), dtype=np.float32)
+        return await self.batcher.embed(np.stack([f.crop for f in faces]))
+
+    # -------------------------------------------------------------- use cases
+    async def detect_and_embed(self, data: bytes, max_faces: int | None) -> list[EmbeddedFace]:
+        """Every face of a photo, largest first, with its embedding."""
+        faces = await self.find_faces(data, "/embed", max_faces or self.settings.max_faces)
+        embeddings = await self.embed(faces)
+        return [EmbeddedFace(f, e) for f, e in zip(faces, embeddings, strict=True)]
+
+    def threshold(self, override: float | None = None) -> ThresholdInForce:
+        """The identification threshold in force for the gallery as it is now."""
+        return self.policy.threshold(self.gallery.identities, self.gallery.faces, override)
+
+    async def identify(
+        self, data: bytes, top_k: int, threshold: float | None, max_faces: int | None
+    ) -> Identification:
+        """Who is each face of the photo: named, unknown, or refused for low quality."""
+        faces = await self.find_faces(data, "/identify", max_faces or self.settings.max_faces)
+        if not faces:
+            return Identification([], self.threshold(threshold))
+        embeddings = await self.embed(faces)
+        matches = await asyncio.to_thread(self.gallery.index.search, embeddings, top_k)
+        in_force = self.threshold(threshold)
+        return Identification(
+            [
+                IdentifiedFace(
+                    face, self.policy.decide(face, candidates, in_force.value), candidates
+                )
+                for face, candidates in zip(faces, matches, strict=True)
+            ],
+            in_force,
+        )
+
+    async def verify(self, data_a: bytes, data_b: bytes) -> Verification:
+        """Compare the largest faces of two photos (422 ``no_face`` when one has none)."""
+        faces_a, faces_b = await asyncio.gather(
+            self.find_faces(data_a, "/verify", 1), self.find_faces(data_b, "/verify", 1)
+        )
+        for field, faces in (("image_a", faces_a), ("image_b", faces_b)):
+            if not faces:
+                raise ApiError(422, "no_face", f"No face was found in '{field}'.")
+        embeddings = await self.embed([faces_a[0], faces_b[0]])
+        score = float(np.dot(embeddings[0], embeddings[1]))
+        if not math.isfinite(score):
+            raise RuntimeError("the model returned a non-finite embedding")
+        threshold = self.policy.verify_threshold
+        return Verification(score >= threshold, score, threshold, (faces_a[0], faces_b[0]))
+
+    async def enroll(self, identity: str, data: bytes) -> EnrolledFace:
+        """Store the embedding of the photo's largest face under ``identity``.
+
+        422 ``no_face`` without a face; 422 ``low_quality`` (saying why) when the face is
+        under the enrolment quality floor. Nothing is stored in either case.
+        """
+        faces = await self.find_faces(data, "/identities/{identity}/faces", None)
+        if not faces:
+            raise ApiError(422, "no_face", "No face was found in the photo; nothing was enrolled.")
+        face = faces[0]
+        floor = self.policy.enroll_quality_floor
+        if face.quality.score < floor:
+            raise ApiError(
+                422,
+                "low_quality",
+                f"The face's quality is {face.quality.score:.2f}, under the enrolment floor "
+                f"{floor:.2f}: {face.quality.explain(floor)}. Nothing was enrolled.",
+            )
+        embedding = (await self.embed([face]))[0]
+        enrolled = await asyncio.to_thread(self.gallery.enroll, identity, embedding)
+        return EnrolledFace(enrolled, face, len(faces))
