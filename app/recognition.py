@@ -18,6 +18,7 @@ from functools import lru_cache
 import numpy as np
 
 from app.errors import ApiError
+from app.gallery.index import GalleryIndex
 from app.gallery.service import Enrollment, GalleryService
 from app.inference.batcher import MicroBatcher
 from app.metrics import Metrics
@@ -83,6 +84,14 @@ class MatchPolicy:
             return ThresholdInForce(self.card.threshold, "card", None, identities, faces)
         value = self._calibrated(identities, faces)
         return ThresholdInForce(value, "calibrated", self.target_fpir, identities, faces)
+
+    def search(self, index: GalleryIndex, queries: np.ndarray, top_k: int) -> list[Candidates]:
+        """The best ``top_k`` identities per query, scored the way the card's calibration
+        was measured: by identity centroid, or by best face."""
+        calibration = self.card.calibration
+        if calibration is not None and calibration.aggregation == "centroid":
+            return index.search_centroids(queries, top_k)
+        return index.search(queries, top_k)
 
     @property
     def verify_threshold(self) -> float:
@@ -202,7 +211,7 @@ class Recognizer:
         if not faces:
             return Identification([], self.threshold(threshold))
         embeddings = await self.embed(faces)
-        matches = await asyncio.to_thread(self.gallery.index.search, embeddings, top_k)
+        matches = await asyncio.to_thread(self.policy.search, self.gallery.index, embeddings, top_k)
         in_force = self.threshold(threshold)
         return Identification(
             [

@@ -77,12 +77,18 @@ def threshold_for_fpir(
     return min(1.0, max(-1.0, value))
 
 
-def fit_tail(scores: np.ndarray, templates: int, gpd_fraction: float = 1e-3) -> ImpostorTail:
+def fit_tail(
+    scores: np.ndarray, templates: int, gpd_fraction: float = 1e-3, min_count: int = 10
+) -> ImpostorTail:
     """An ``ImpostorTail`` from a large sample of non-mated identity scores.
 
-    The table keeps log-spaced exceedance levels from 50 % down to where 25 comparisons
-    remain; the generalised Pareto fit (probability-weighted moments, Hosking & Wallis
-    1987) covers the top ``gpd_fraction`` of the sample.
+    The table keeps the measured exceedance at log-spaced levels from 50 % down to where
+    ``min_count`` scores remain. Beyond it the tail decays as a generalised Pareto
+    distribution fitted (probability-weighted moments, Hosking & Wallis 1987) to the top
+    ``gpd_fraction`` of the sample, with its shape clipped at 0: measured impostor tails
+    end in a few very high scores (look-alikes, mislabelled photos) that a bounded
+    (negative-shape) fit would declare impossible, so beyond the data the tail is never
+    assumed lighter than exponential.
     """
     x = np.sort(np.asarray(scores, dtype=np.float64))[::-1]  # descending
     n = len(x)
@@ -90,47 +96,45 @@ def fit_tail(scores: np.ndarray, templates: int, gpd_fraction: float = 1e-3) -> 
         raise ValueError(f"need at least 1000 non-mated scores, got {n}")
     k = max(25, round(gpd_fraction * n))
     u = float(x[k])  # k scores lie above u
-    excess = x[:k] - u
-    # PWM estimators of the GPD on the excesses (sorted ascending for b1)
-    asc = np.sort(excess)
+    asc = np.sort(x[:k] - u)
     b0 = float(asc.mean())
-    weights = np.arange(k, dtype=np.float64) / (k - 1)
-    b1 = float(np.mean(asc * weights))
-    # Hosking & Wallis with a0 = b0, a1 = b0 - b1 (probability weights of (1 - F))
+    b1 = float(np.mean(asc * (np.arange(k, dtype=np.float64) / (k - 1))))
+    # PWM of (1 - F): a0 = b0, a1 = b0 - b1; Hosking & Wallis' k is minus our shape ξ,
+    # with P(X > x) = (1 + ξ x / σ)^(-1/ξ)
     a0, a1 = b0, b0 - b1
-    shape_hw = a0 / (a0 - 2 * a1) - 2  # their k, with F(x) = 1 - (1 - k x / σ)^(1/k)
+    shape = -(a0 / (a0 - 2 * a1) - 2)
     scale = 2 * a0 * a1 / (a0 - 2 * a1)
-    shape = -shape_hw  # our ξ: P(X > x) = (1 + ξ x / σ)^(-1/ξ)
     if not (np.isfinite(scale) and scale > 0):
-        scale, shape = max(b0, 1e-6), 0.0
+        shape, scale = 0.0, max(b0, 1e-6)
+    shape = max(0.0, float(shape))
+
     levels = []
     level = 0.5
-    while level * n >= 25 and level >= k / n:
+    while level * n >= min_count:
         levels.append(level)
         level /= 10**0.25
-    levels.append(k / n)
-    levels = sorted(set(levels), reverse=True)
+    levels.append(min_count / n)
     table_scores = [float(x[max(0, round(lv * n) - 1)]) for lv in levels]
-    table_scores[-1] = u
-    table_exc = [float(lv) for lv in levels]
-    # strictly increasing scores for interpolation
     keep_s: list[float] = []
     keep_e: list[float] = []
-    for s, e in zip(table_scores, table_exc, strict=True):
-        if keep_s and s <= keep_s[-1]:
-            keep_s[-1], keep_e[-1] = s, e
+    for sc, e in zip(table_scores, levels, strict=True):
+        if keep_s and sc <= keep_s[-1]:  # ties: keep the rarer level
+            keep_s[-1], keep_e[-1] = sc, e
             continue
-        keep_s.append(s)
+        keep_s.append(sc)
         keep_e.append(e)
     if len(keep_s) < 2:
-        keep_s, keep_e = [float(x[-1]), u], [1.0, k / n]
+        keep_s, keep_e = [float(x[-1]), float(x[min_count - 1])], [1.0, min_count / n]
+    end, end_rate = keep_s[-1], keep_e[-1]
+    # the Pareto tail continues from the table's last point with the fit's local scale
+    end_scale = scale + shape * max(0.0, end - u)
     return ImpostorTail(
         templates=templates,
         comparisons=n,
         scores=keep_s,
         exceedance=keep_e,
-        gpd_threshold=u,
-        gpd_exceedance=k / n,
-        gpd_shape=float(shape),
-        gpd_scale=float(scale),
+        gpd_threshold=end,
+        gpd_exceedance=end_rate,
+        gpd_shape=shape,
+        gpd_scale=float(end_scale),
     )

@@ -29,7 +29,7 @@ import numpy as np
 QUALITY_RAMPS: dict[str, tuple[float, float]] = {
     "size": (6.0, 24.0),  # inter-ocular pixels
     "sharpness": (8.0, 60.0),  # variance of the Laplacian on the 112×112 crop
-    "pose": (0.8, 0.5),  # nose offset / eye distance (lower is better)
+    "pose": (0.75, 0.45),  # nose offset / eye distance (lower is better)
     "confidence": (0.85, 0.97),  # MTCNN score
 }
 

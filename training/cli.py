@@ -156,7 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--split", default=None, help="split.json (default: from the config)")
     p.add_argument("--out", default=None, help="output dir (default runs/calibration/<model>)")
-    p.add_argument("--aggregation", choices=("max", "mean", "centroid"), default="max")
+    p.add_argument("--aggregation", choices=("max", "mean", "centroid"), default="centroid")
     p.add_argument("--repeats", type=int, default=5, help="random calibration/test splits")
     p.add_argument(
         "--quality-floor",
@@ -234,7 +234,7 @@ def _split_for(
     from training.data import Split, make_split
 
     path = getattr(args, "split", None) or (
-        Path(args.run_dir) / "split.json" if args.run_dir else None
+        Path(args.run_dir) / "split.json" if getattr(args, "run_dir", None) else None
     )
     if path and Path(path).exists():
         return Split.load(Path(path))

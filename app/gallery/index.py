@@ -347,6 +347,35 @@ class GalleryIndex:
                     results.append(hits)
         return results
 
+    def search_centroids(
+        self, queries: np.ndarray, top_k: int = 1, pool: int = 10
+    ) -> list[list[tuple[str, float]]]:
+        """Like ``search``, but each identity is scored by the cosine with the normalised
+        mean of its faces (its centroid), which measures better than the best face when
+        people have several faces (docs/MODEL.md, "Identity-level scoring").
+
+        The ``max(top_k, pool)`` identities with the best faces are re-scored by centroid;
+        an identity outside them would need its centroid to beat theirs while none of its
+        faces comes close, which the protocol never showed.
+        """
+        found = self.search(queries, max(top_k, pool))
+        q = _normalise(np.asarray(queries, dtype=np.float32).reshape(len(found), -1))
+        results = []
+        with self._lock:
+            for query, hits in zip(q, found, strict=True):
+                scored = []
+                for name, _ in hits:
+                    code = self._code_of.get(name)
+                    if code is None:  # erased since the search
+                        continue
+                    total = self._emb[sorted(self._rows_of_code[code])].sum(axis=0)
+                    norm = float(np.linalg.norm(total))
+                    if norm > 0:
+                        scored.append((name, float(total @ query) / norm))
+                scored.sort(key=lambda hit: -hit[1])
+                results.append(scored[:top_k])
+        return results
+
     def _scan_search(self, query: np.ndarray, top_k: int) -> list[tuple[str, float]]:
         """Exact top identities of one query through the int8 pre-scan (lock held)."""
         size = self._size

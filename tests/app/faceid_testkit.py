@@ -38,6 +38,18 @@ def lfw(name: str, number: int = 1) -> Path:
     return LFW / name / f"{name}_{number:04d}.jpg"
 
 
+def assert_error(response: Any, status: int, code: str) -> dict[str, Any]:
+    """Check an error answer: status, the envelope with ``code``, a request id."""
+    assert response.status_code == status, response.text
+    body: dict[str, Any] = response.json()
+    assert set(body) == {"error"}, body
+    assert body["error"]["code"] == code, body
+    assert isinstance(body["error"]["message"], str) and body["error"]["message"]
+    assert "Traceback" not in response.text
+    assert response.headers.get("x-request-id")
+    return body
+
+
 def image_file(path: Path, field: str = "image") -> dict[str, Any]:
     return {field: (path.name, path.read_bytes(), "application/octet-stream")}
 

@@ -106,3 +106,18 @@ def test_gpu_quick(tmp_path: Path) -> None:
     for row in r["inference"]:
         assert row["calls"] >= 5 and row["images_per_s"] > 0
         assert row["images_per_s"] == pytest.approx(row["batch"] / row["p50_ms"] * 1e3, rel=0.01)
+
+
+@pytest.mark.slow
+@needs_data
+@needs_model
+def test_open_set_quick(tmp_path: Path) -> None:
+    r = run_quick(
+        "bench.open_set", tmp_path, "--data", str(DATA / "lfw" / "train"), "--enrolled", "40"
+    )
+    check_machine(r["machine"])
+    res = r["result"]
+    assert r["enrolled_people"] == 8 and r["target_fpir"] == 0.01
+    assert res["enrolment"].get("enrolled", 0) >= 6  # LFW photos: nearly all enrol
+    assert res["mated_probes"] + res["stranger_probes"] > 0
+    assert 0.0 <= res["fpir"] <= 1.0 and len(res["thresholds_seen"]) == 1

@@ -15,6 +15,7 @@ from faceid_testkit import (
     MULTI_FACE_PHOTO,
     ORL_FACE,
     TINY_DIM,
+    assert_error,
     blank_png,
     image_file,
     lfw,
@@ -37,17 +38,6 @@ def client(
     settings = make_settings(tiny_model_dir, tmp_path_factory.mktemp("data"))
     with running_app(settings, face_pipeline) as c:
         yield c
-
-
-def assert_error(response, status: int, code: str) -> dict:  # type: ignore[no-untyped-def]
-    assert response.status_code == status, response.text
-    body = response.json()
-    assert set(body) == {"error"}, body
-    assert body["error"]["code"] == code, body
-    assert isinstance(body["error"]["message"], str) and body["error"]["message"]
-    assert "Traceback" not in response.text
-    assert response.headers.get("x-request-id")
-    return body
 
 
 def enroll(client: TestClient, identity: str, path: Path) -> dict:  # type: ignore[type-arg]

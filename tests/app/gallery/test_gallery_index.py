@@ -153,3 +153,25 @@ def test_widens_when_one_identity_holds_all_the_best_faces() -> None:
     assert sorted(name for name, _ in hits) == ["A", "B", "C"]
     [want] = _brute_force(index._emb[:62], idents, query, 3)
     assert [n for n, _ in hits] == [n for n, _ in want]
+
+
+def test_search_centroids_scores_identities_by_their_normalised_mean() -> None:
+    """Two spread photos of A beat one photo of B that is slightly closer than either of
+    A's: the centroid of A is what the query resembles."""
+
+    e = np.eye(4, dtype=np.float32)
+    index = GalleryIndex(4)
+    index.add("a1", "A", e[0])
+    index.add("a2", "A", e[1])
+    b = np.array([0.75, 0.66, 0.0, 0.0], dtype=np.float32)
+    index.add("b1", "B", b)
+    query = np.array([[1.0, 1.0, 0.0, 0.0]], dtype=np.float32)
+    by_face = index.search(query, top_k=2)[0]
+    assert [name for name, _ in by_face] == ["B", "A"]
+    by_centroid = index.search_centroids(query, top_k=2)[0]
+    assert [name for name, _ in by_centroid] == ["A", "B"]
+    assert by_centroid[0][1] == pytest.approx(1.0, abs=1e-6)
+    want_b = float(b @ query[0]) / float(np.linalg.norm(b) * np.linalg.norm(query[0]))
+    assert by_centroid[1][1] == pytest.approx(want_b, abs=1e-6)
+    index.remove_identity("A")
+    assert [name for name, _ in index.search_centroids(query, top_k=2)[0]] == ["B"]
