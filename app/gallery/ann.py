@@ -20,11 +20,12 @@ they fall back to exact search.
 
 from __future__ import annotations
 
-import os
 import threading
 
 import numpy as np
 from usearch.index import BatchMatches, Index, Matches
+
+from faces.cpu import usable_cores
 
 #: HNSW "M". 32 rather than usearch's default 16: on 128-d embeddings with little
 #: structure beyond identity clusters, M=16 gave recall@1 0.87 at 100k faces, M=32 0.998
@@ -38,7 +39,7 @@ EXPANSION_SEARCH = 128
 #: finish is not held up long (~0.1 s on one busy core).
 CHUNK_ROWS = 256
 #: Threads a builder step uses: half the cores, leaving the rest to requests.
-BUILD_THREADS = max(1, (os.cpu_count() or 2) // 2)
+BUILD_THREADS = max(1, usable_cores() // 2)
 
 
 class AnnIndex:

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from app.cpu import usable_cores
+from faces.cpu import usable_cores
 
 QUANT_SCALE = 127.0
 # Scores of float32 rows differ from the real-number dot product by far less than this;

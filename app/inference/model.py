@@ -29,7 +29,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from app.cpu import usable_cores
+from faces.cpu import usable_cores
 from app.errors import StartupError
 from faces.model_contract import (
     INPUT_SHAPE,
