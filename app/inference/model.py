@@ -67,7 +67,7 @@ class _DropSignatureRenameNotes(logging.Filter):
     …" record. The TensorFlow Lite converter writes the loaded function to a temporary
     SavedModel, and the SavedModel writer (``tensorflow/python/saved_model/
     signature_serialization.py``, through absl's logger at INFO) lists every captured
-    variable of the signature in one line: about 10 kB for FaceNet, telling nothing."""
+    variable of the signature in one line: hundreds of names for FaceNet, telling nothing."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         return "contains input name(s)" not in str(record.msg)
