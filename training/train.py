@@ -9,9 +9,12 @@ learning rate for the backbone).
 
 Run directory layout::
 
-    config.yaml  split.json  train.log.csv  tensorboard/  checkpoints/ (state each epoch)
+    config.yaml (the effective config)  split.json  classes.json (training identities)
+    train.log.csv  tensorboard/  checkpoints/ (state each epoch, for --resume)
     best.weights.h5 + best.json   (backbone weights with the best validation accuracy)
-    final.weights.h5
+    final.weights.h5  training_info.json (device, timing, data counts; goes into the card)
+
+The callbacks are in :mod:`training.callbacks`.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from faces.cpu import usable_cores
 from faces.model_contract import INPUT_SHAPE
 from training.config import ExperimentConfig, save_config
 
@@ -131,16 +135,6 @@ def build_training_model(backbone: Any, num_classes: int, cfg: ExperimentConfig)
         name="margin_head",
     )([emb, label])
     return keras.Model({"image": image, "label": label}, logits, name="trainer"), gate
-
-
-def build_embedding_model(backbone: Any) -> Any:
-    """Backbone + L2 normalisation: float32 [0,255] pixels → unit-norm embedding."""
-    import keras
-
-    image = keras.Input(INPUT_SHAPE, dtype="float32", name="image")
-    emb = keras.ops.cast(backbone(image), "float32")
-    emb = keras.layers.UnitNormalization(axis=-1, name="l2_normalise", dtype="float32")(emb)
-    return keras.Model(image, emb, name="embedder")
 
 
 def make_optimizer(cfg: ExperimentConfig, steps_per_epoch: int) -> Any:
@@ -462,7 +456,7 @@ def _machine() -> str:
     import platform
 
     cpu = platform.processor() or platform.machine()
-    return f"{platform.node()} ({cpu}, {os.cpu_count()} cpus)"
+    return f"{platform.node()} ({cpu}, {usable_cores()} of {os.cpu_count()} cpus usable)"
 
 
 def _dataset_counts(identities: dict, train_keys: list[str], val_keys: list[str]) -> dict:
