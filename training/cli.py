@@ -21,6 +21,7 @@ from typing import Any
 
 import yaml
 
+from faces.cpu import usable_cores
 from training.config import (
     REPO_ROOT,
     ExperimentConfig,
@@ -113,7 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="dataset names from the config (default: all of them)",
     )
-    p.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 2) - 1))
+    p.add_argument("--workers", type=int, default=max(1, usable_cores() - 1))
 
     p = sub.add_parser(
         "split",
