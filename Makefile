@@ -1,6 +1,6 @@
 # Two set-up commands for a fresh machine (Python 3.11 and make are all it needs):
 #   make run    install into .venv and serve the shipped model on 127.0.0.1:8000
-#   make test   install into .venv with dev tools and run the whole test suite
+#   make test   install into .venv with dev tools and the training extra, run the whole test suite
 PYTHON ?= python3.11
 VENV ?= .venv
 TF ?= cpu
@@ -20,7 +20,7 @@ $(VENV)/.stamp-$(TF): pyproject.toml | $(PY)
 	@touch $@
 
 $(VENV)/.stamp-dev-$(TF): pyproject.toml $(VENV)/.stamp-$(TF)
-	$(PIP) install --quiet -e '.[$(TF),dev]'
+	$(PIP) install --quiet -e '.[$(TF),dev,train]'
 	@touch $@
 
 run: $(VENV)/.stamp-$(TF)

@@ -27,6 +27,8 @@ from typing import Any
 
 import numpy as np
 
+from faces.cpu import usable_cores
+
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_DATA = Path(os.environ.get("FACEID_BENCH_DATA", REPO.parent / "shared" / "data"))
 RESULTS = REPO / "bench" / "results"
@@ -152,15 +154,11 @@ def machine_info() -> dict[str, Any]:
             text=True,
             timeout=10,
         ).stdout.strip()
-    try:
-        usable = len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - non-Linux
-        usable = os.cpu_count()
     return {
         "date": _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "cpu_model": model,
         "cores": os.cpu_count(),
-        "usable_cores": usable,
+        "usable_cores": usable_cores(),
         "gpu": gpu,
         "memory_gb": mem_gb,
         "load_avg_1m": round(os.getloadavg()[0], 2),

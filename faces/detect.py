@@ -11,10 +11,10 @@ a pyramid that stops at the last level still 12 px wide (``_scale_pyramid``), so
 pyramid level at ``12 / min_face_size`` of the photo.
 
 MTCNN 1.0.0 calls its three Keras networks eagerly, once per pyramid scale, which makes
-detection Python-bound (about 80 ms for a 250×250 photo on one core). We compile each
-network once with ``tf.function`` and a shape-polymorphic signature, so a call is one
-graph execution with no retracing and without holding the GIL: about 3× faster, and
-concurrent requests can detect in parallel.
+detection Python-bound. We compile each network once with ``tf.function`` and a
+shape-polymorphic signature, so a call is one graph execution with no retracing and
+without holding the GIL: several times faster (docs/BENCHMARKS.md), and concurrent
+requests can detect in parallel.
 """
 
 from __future__ import annotations

@@ -16,12 +16,12 @@ import json
 import logging
 import os
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from faces.cpu import usable_cores
 from training.config import (
     REPO_ROOT,
     ExperimentConfig,
@@ -114,7 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="dataset names from the config (default: all of them)",
     )
-    p.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 2) - 1))
+    p.add_argument("--workers", type=int, default=max(1, usable_cores() - 1))
 
     p = sub.add_parser(
         "split",
@@ -403,69 +403,29 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from training.backbones import pretrained_provenance
-    from training.evaluate import savedmodel_embed_fn, summary
-    from training.export import check_export, export_savedmodel, write_model_card
+    from training.export import ExportMismatchError, export_model
 
     cfg = _load_cfg(args)
-    backbone = _load_backbone(args, cfg)
-    out = Path(args.model_store) / args.name / str(args.version)
-    t0 = time.monotonic()
-    export_savedmodel(backbone, out, args.weights_dtype)
-    diff = check_export(backbone, out, _probe_crops())
-    log.info(
-        "exported %s in %.1fs; max |keras - savedmodel| = %.2e", out, time.monotonic() - t0, diff
-    )
-    if diff > (1e-4 if args.weights_dtype == "float32" else 5e-3):
-        raise SystemExit(f"exported model disagrees with the Keras model (max diff {diff:.2e})")
-
-    eval_dir = (
-        Path(args.evaluation)
-        if args.evaluation
-        else (Path(args.run_dir) / "evaluation" if args.run_dir else None)
-    )
-    if args.weights_dtype != "float32":
-        eval_dir = None  # the shipped numbers must be those of the stored weights
-    if eval_dir is not None and (eval_dir / "evaluation.json").exists():
-        result = json.loads((eval_dir / "evaluation.json").read_text())
-    else:
-        log.info("no evaluation found: evaluating the exported SavedModel")
-        result = _run_evaluation(args, cfg, savedmodel_embed_fn(out, cfg.eval.batch_size), out)
-        eval_dir = None  # already written beside the model
-    run_dir = Path(args.run_dir) if args.run_dir and not args.untrained else None
-    info = None
-    if run_dir and (run_dir / "training_info.json").exists():
-        info = json.loads((run_dir / "training_info.json").read_text())
-        if (run_dir / "best.json").exists():
-            info["best_epoch"] = json.loads((run_dir / "best.json").read_text())
-    pretrained = None
-    if cfg.model.pretrained:
-        pretrained = {
-            "backbone": cfg.model.backbone,
-            **(pretrained_provenance(cfg.model.backbone) or {}),
-        }
-    card = write_model_card(
-        out,
-        name=args.name,
-        version=args.version,
-        embedding_dim=int(backbone.output_shape[-1]),
-        threshold=result["threshold"]["cosine"],
-        metrics={
-            "summary": summary(result),
-            "evaluation": "evaluation.json",
-            "export_max_abs_diff": diff,
-            "weights_dtype": args.weights_dtype,
-        },
-        recipe=cfg.recipe + (" (untrained)" if args.untrained else ""),
-        config=cfg.to_dict(),
-        training_info=info,
-        pretrained=pretrained,
-        evaluation_dir=eval_dir,
-    )
+    trained_run = Path(args.run_dir) if args.run_dir and not args.untrained else None
+    try:
+        card = export_model(
+            _load_backbone(args, cfg),
+            Path(args.model_store) / args.name / str(args.version),
+            cfg=cfg,
+            name=args.name,
+            version=args.version,
+            evaluate=lambda embed, out: _run_evaluation(args, cfg, embed, out),
+            weights_dtype=args.weights_dtype,
+            run_dir=trained_run,
+            evaluation_dir=Path(args.evaluation) if args.evaluation else None,
+            untrained=args.untrained,
+        )
+    except ExportMismatchError as exc:
+        raise SystemExit(str(exc)) from exc
     print(
         json.dumps(
             {
-                "model_dir": str(out),
+                "model_dir": str(Path(args.model_store) / args.name / str(args.version)),
                 "threshold": card.threshold,
                 "metrics": card.metrics["summary"],
             },
@@ -473,16 +433,6 @@ def cmd_export(args: argparse.Namespace) -> int:
         )
     )
     return 0
-
-
-def _probe_crops() -> Any:
-    """A few random crops to compare the Keras and SavedModel outputs on."""
-    import numpy as np
-
-    from faces.model_contract import INPUT_SHAPE
-
-    rng = np.random.default_rng(0)
-    return rng.integers(0, 256, size=(8, *INPUT_SHAPE), dtype=np.uint8)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,5 +1,9 @@
 """Typed experiment configuration: one YAML file per experiment in ``training/configs``.
 
+The dataclass defaults below are the base; an experiment file states only what differs
+from them (as insightface's ``arcface_torch/configs`` do) and ``load_config`` fills in
+the rest. A run saves its full effective config (``config.yaml`` in the run directory).
+
 Dataset roots are recorded relative to ``--data-root`` (default ``<repo>/../shared/data``)
 and the aligned-crop cache defaults to ``~/.cache/faceid/aligned`` (env ``FACEID_CACHE_DIR``
 or ``--cache-dir`` override it), so the same file works on any machine.
@@ -65,7 +69,9 @@ class TrainConfig:
     epochs: int = 20
     batch_size: int = 128
     steps_per_epoch: int | None = None  # None: one pass over the training crops
-    optimizer: str = "sgd"  # sgd | adamw
+    # only sgd: the backbone gradient gate is exactly a backbone learning-rate multiplier
+    # with plain SGD, not with adaptive optimisers
+    optimizer: str = "sgd"
     learning_rate: float = 0.1
     momentum: float = 0.9
     weight_decay: float = 5e-4

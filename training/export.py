@@ -12,6 +12,8 @@ import datetime as dt
 import json
 import logging
 import shutil
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +29,7 @@ from faces.model_contract import (
     serving_signature,
     write_card,
 )
+from training.config import ExperimentConfig
 
 log = logging.getLogger(__name__)
 
@@ -200,3 +203,109 @@ def add_calibration(model_dir: Path, calibration_dir: Path) -> ModelCard:
         shutil.copy2(Path(calibration_dir) / name, Path(model_dir) / name)
     write_card(model_dir, card)
     return card
+
+
+class ExportMismatchError(RuntimeError):
+    """The exported SavedModel does not reproduce the Keras model's embeddings."""
+
+
+#: Largest |Keras − SavedModel| an export may show on the probe crops, per weight dtype.
+EXPORT_TOLERANCE = {"float32": 1e-4, "float16": 5e-3}
+
+EvaluateFn = Callable[[Callable[[np.ndarray], np.ndarray], Path], dict[str, Any]]
+
+
+def export_model(
+    backbone: Any,
+    out_dir: Path,
+    *,
+    cfg: ExperimentConfig,
+    name: str,
+    version: str,
+    evaluate: EvaluateFn,
+    weights_dtype: str = "float32",
+    run_dir: Path | None = None,
+    evaluation_dir: Path | None = None,
+    untrained: bool = False,
+) -> ModelCard:
+    """Write ``out_dir`` (``model_store/<name>/<version>/``) for the service: the SavedModel,
+    checked against the Keras model, and its model card with the evaluation it ships.
+
+    ``run_dir``: the training run the weights come from (its ``training_info.json`` and
+    ``best.json`` go into the card; its ``evaluation/`` is the default ``evaluation_dir``).
+    The evaluation is reused when ``evaluation_dir/evaluation.json`` exists and the weights
+    are stored as float32; otherwise ``evaluate(embed_fn, out_dir)`` evaluates the exported
+    SavedModel itself (the shipped numbers must be those of the stored weights).
+    """
+    from training.evaluate import savedmodel_embed_fn, summary
+
+    out_dir = Path(out_dir)
+    diff = _export_checked(backbone, out_dir, weights_dtype)
+
+    if evaluation_dir is None and run_dir is not None:
+        evaluation_dir = Path(run_dir) / "evaluation"
+    if weights_dtype != "float32":
+        evaluation_dir = None
+    if evaluation_dir is not None and (evaluation_dir / "evaluation.json").exists():
+        result = json.loads((evaluation_dir / "evaluation.json").read_text())
+    else:
+        log.info("no evaluation found: evaluating the exported SavedModel")
+        result = evaluate(savedmodel_embed_fn(out_dir, cfg.eval.batch_size), out_dir)
+        evaluation_dir = None  # already written beside the model
+
+    return write_model_card(
+        out_dir,
+        name=name,
+        version=version,
+        embedding_dim=int(backbone.output_shape[-1]),
+        threshold=result["threshold"]["cosine"],
+        metrics={
+            "summary": summary(result),
+            "evaluation": "evaluation.json",
+            "export_max_abs_diff": diff,
+            "weights_dtype": weights_dtype,
+        },
+        recipe=cfg.recipe + (" (untrained)" if untrained else ""),
+        config=cfg.to_dict(),
+        training_info=_training_info(run_dir),
+        pretrained=_pretrained(cfg),
+        evaluation_dir=evaluation_dir,
+    )
+
+
+def _export_checked(backbone: Any, out_dir: Path, weights_dtype: str) -> float:
+    """Export, then compare the SavedModel with the Keras model on random crops."""
+    t0 = time.monotonic()
+    export_savedmodel(backbone, out_dir, weights_dtype)
+    probe = np.random.default_rng(0).integers(0, 256, size=(8, *INPUT_SHAPE), dtype=np.uint8)
+    diff = check_export(backbone, out_dir, probe)
+    log.info(
+        "exported %s in %.1fs; max |keras - savedmodel| = %.2e",
+        out_dir,
+        time.monotonic() - t0,
+        diff,
+    )
+    if diff > EXPORT_TOLERANCE[weights_dtype]:
+        raise ExportMismatchError(
+            f"exported model disagrees with the Keras model (max diff {diff:.2e})"
+        )
+    return diff
+
+
+def _training_info(run_dir: Path | None) -> dict[str, Any] | None:
+    """The run's ``training_info.json`` with its best epoch, if the run recorded one."""
+    if run_dir is None or not (Path(run_dir) / "training_info.json").exists():
+        return None
+    info: dict[str, Any] = json.loads((Path(run_dir) / "training_info.json").read_text())
+    if (Path(run_dir) / "best.json").exists():
+        info["best_epoch"] = json.loads((Path(run_dir) / "best.json").read_text())
+    return info
+
+
+def _pretrained(cfg: ExperimentConfig) -> dict[str, Any] | None:
+    """Where a pretrained backbone's weights came from (None when trained from scratch)."""
+    if not cfg.model.pretrained:
+        return None
+    from training.backbones import pretrained_provenance
+
+    return {"backbone": cfg.model.backbone, **(pretrained_provenance(cfg.model.backbone) or {})}

@@ -1,4 +1,4 @@
-"""Additive margin heads (ArcFace, CosFace) as Keras layers, plus a NumPy reference.
+"""Additive margin heads (ArcFace, CosFace) as Keras layers.
 
 The head holds one unit-norm class centre per training identity; given embeddings and
 labels it returns scaled logits for softmax cross-entropy:
@@ -16,7 +16,6 @@ import math
 from typing import Any
 
 import keras
-import numpy as np
 from keras import ops
 
 _EPS = 1e-7
@@ -99,39 +98,3 @@ class MarginHead(keras.layers.Layer):
             "margin": self.margin,
             "easy_margin": self.easy_margin,
         }
-
-
-def margin_logits_reference(
-    embeddings: np.ndarray,
-    centres: np.ndarray,
-    labels: np.ndarray,
-    kind: str = "arcface",
-    scale: float = 64.0,
-    margin: float = 0.5,
-    easy_margin: bool = False,
-) -> np.ndarray:
-    """NumPy reference of :class:`MarginHead` written from the angles (θ) directly."""
-    x = embeddings / np.linalg.norm(embeddings, axis=1, keepdims=True)
-    w = centres / np.linalg.norm(centres, axis=0, keepdims=True)
-    cos = np.clip(x @ w, -1.0 + _EPS, 1.0 - _EPS)
-    logits = cos.copy()
-    for i, y in enumerate(labels):
-        c = cos[i, y]
-        theta = math.acos(c)
-        if kind == "cosface":
-            t = c - margin
-        elif easy_margin:
-            t = math.cos(theta + margin) if c > 0 else c
-        elif theta + margin <= math.pi:
-            t = math.cos(theta + margin)
-        else:
-            t = c - math.sin(math.pi - margin) * margin
-        logits[i, y] = t
-    return logits * scale
-
-
-def margin_loss_reference(logits: np.ndarray, labels: np.ndarray) -> float:
-    """Mean softmax cross-entropy of scaled logits (numerically stable)."""
-    z = logits - logits.max(axis=1, keepdims=True)
-    log_p = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
-    return float(-log_p[np.arange(len(labels)), labels].mean())

@@ -9,9 +9,12 @@ learning rate for the backbone).
 
 Run directory layout::
 
-    config.yaml  split.json  train.log.csv  tensorboard/  checkpoints/ (state each epoch)
+    config.yaml (the effective config)  split.json  classes.json (training identities)
+    train.log.csv  tensorboard/  checkpoints/ (state each epoch, for --resume)
     best.weights.h5 + best.json   (backbone weights with the best validation accuracy)
-    final.weights.h5
+    final.weights.h5  training_info.json (device, timing, data counts; goes into the card)
+
+The callbacks are in :mod:`training.callbacks`.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from faces.cpu import usable_cores
 from faces.model_contract import INPUT_SHAPE
 from training.config import ExperimentConfig, save_config
 
@@ -133,16 +137,6 @@ def build_training_model(backbone: Any, num_classes: int, cfg: ExperimentConfig)
     return keras.Model({"image": image, "label": label}, logits, name="trainer"), gate
 
 
-def build_embedding_model(backbone: Any) -> Any:
-    """Backbone + L2 normalisation: float32 [0,255] pixels → unit-norm embedding."""
-    import keras
-
-    image = keras.Input(INPUT_SHAPE, dtype="float32", name="image")
-    emb = keras.ops.cast(backbone(image), "float32")
-    emb = keras.layers.UnitNormalization(axis=-1, name="l2_normalise", dtype="float32")(emb)
-    return keras.Model(image, emb, name="embedder")
-
-
 def make_optimizer(cfg: ExperimentConfig, steps_per_epoch: int) -> Any:
     import keras
 
@@ -171,143 +165,6 @@ def make_optimizer(cfg: ExperimentConfig, steps_per_epoch: int) -> Any:
     )
 
 
-# --------------------------------------------------------------------------- callbacks
-def _callbacks_module() -> Any:
-    import keras
-
-    class BackboneGate(keras.callbacks.Callback):
-        """Freeze the backbone (gradient × 0) for the head warm-up, then × mult."""
-
-        def __init__(self, gate: Any, warmup_epochs: int, mult: float) -> None:
-            super().__init__()
-            self.gate, self.warmup_epochs, self.mult = gate, warmup_epochs, mult
-
-        def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
-            factor = 0.0 if epoch < self.warmup_epochs else self.mult
-            self.gate.factor.assign(factor)
-            log.info("epoch %d: backbone gradient factor %.3g", epoch + 1, factor)
-
-    class MarginWarmup(keras.callbacks.Callback):
-        """Margin = m · epoch / warmup_epochs during the first epochs, then m."""
-
-        def __init__(self, head: Any, margin: float, warmup_epochs: int) -> None:
-            super().__init__()
-            self.head, self.margin, self.warmup_epochs = head, margin, warmup_epochs
-
-        def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
-            m = (
-                self.margin * min(1.0, epoch / self.warmup_epochs)
-                if self.warmup_epochs
-                else self.margin
-            )
-            self.head.current_margin.assign(m)
-            if self.warmup_epochs and epoch <= self.warmup_epochs:
-                log.info("epoch %d: margin %.3f", epoch + 1, m)
-
-    class StepLogger(keras.callbacks.Callback):
-        def __init__(self, steps_per_epoch: int, epochs: int, every: int) -> None:
-            super().__init__()
-            self.steps, self.epochs, self.every = steps_per_epoch, epochs, max(1, every)
-            self._t0 = time.monotonic()
-            self._epoch = 0
-
-        def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
-            self._epoch, self._t0 = epoch, time.monotonic()
-
-        def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
-            if (batch + 1) % self.every == 0 or batch + 1 == self.steps:
-                logs = logs or {}
-                rate = (batch + 1) / max(time.monotonic() - self._t0, 1e-9)
-                log.info(
-                    "epoch %d/%d step %d/%d loss %.4f acc %.4f lr %.5f (%.2f steps/s)",
-                    self._epoch + 1,
-                    self.epochs,
-                    batch + 1,
-                    self.steps,
-                    float(logs.get("loss", float("nan"))),
-                    float(logs.get("sparse_categorical_accuracy", float("nan"))),
-                    float(np.asarray(self.model.optimizer.learning_rate)),
-                    rate,
-                )
-
-        def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-            shown = {k: round(float(v), 5) for k, v in (logs or {}).items()}
-            log.info(
-                "epoch %d/%d done in %.1fs: %s",
-                epoch + 1,
-                self.epochs,
-                time.monotonic() - self._t0,
-                shown,
-            )
-
-    class Validation(keras.callbacks.Callback):
-        """Verification accuracy on the identity-disjoint validation split each epoch;
-        keeps the backbone weights of the best epoch."""
-
-        def __init__(
-            self,
-            backbone: Any,
-            run_dir: Path,
-            val: Any,
-            cfg: ExperimentConfig,
-            lfw: tuple[Path, dict] | None,
-        ) -> None:
-            super().__init__()
-            self.backbone, self.run_dir, self.val, self.cfg, self.lfw = (
-                backbone,
-                run_dir,
-                val,
-                cfg,
-                lfw,
-            )
-            best = run_dir / "best.json"
-            self.best = json.loads(best.read_text())["val_accuracy"] if best.exists() else -1.0
-
-        def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-            from training.evaluate import (
-                keras_embed_fn,
-                lfw_pair_scores,
-                pair_verification,
-                verification_metrics,
-            )
-
-            t0 = time.monotonic()
-            embed = keras_embed_fn(self.backbone, batch_size=self.cfg.eval.batch_size)
-            emb = embed(self.val.crops)
-            n = self.cfg.train.val_max_pairs
-            metrics, _, _ = pair_verification(emb, self.val.labels, n, n, self.cfg.eval.folds)
-            result = {
-                "val_accuracy": metrics["accuracy"],
-                "val_auc": metrics["auc"],
-                "val_tar_at_far_1e-03": metrics["tar_at_far_1e-03"],
-            }
-            if self.lfw is not None:
-                scores, same, missing = lfw_pair_scores(
-                    self.lfw[0], self.lfw[1], embed, self.cfg.data.lfw_dataset
-                )
-                lfw = verification_metrics(scores, same, self.cfg.eval.folds)
-                result["val_lfw_accuracy"] = lfw["accuracy"]
-                result["val_lfw_missing_pairs"] = missing
-            if logs is not None:
-                logs.update(result)
-            improved = result["val_accuracy"] > self.best
-            if improved:
-                self.best = result["val_accuracy"]
-                self.backbone.save_weights(str(self.run_dir / "best.weights.h5"))
-                (self.run_dir / "best.json").write_text(
-                    json.dumps({"epoch": epoch + 1, **result}, indent=2)
-                )
-            log.info(
-                "epoch %d validation (%.1fs): %s%s",
-                epoch + 1,
-                time.monotonic() - t0,
-                {k: round(float(v), 5) for k, v in result.items()},
-                " (best so far, saved)" if improved else "",
-            )
-
-    return BackboneGate, MarginWarmup, StepLogger, Validation
-
-
 # --------------------------------------------------------------------------- driver
 @dataclass
 class TrainResult:
@@ -319,6 +176,34 @@ class TrainResult:
     device: str
 
 
+@dataclass
+class _Devices:
+    strategy: Any
+    gpu: bool
+    mixed: bool
+    jit: bool
+
+    @property
+    def replicas(self) -> int:
+        return int(self.strategy.num_replicas_in_sync)
+
+    @property
+    def name(self) -> str:
+        return "GPU" if self.gpu else "CPU"
+
+
+@dataclass
+class _Data:
+    identities: dict[str, Any]
+    split: Any  # training.data.Split
+    train: Any  # training.data.Arrays
+    val: Any  # training.data.Arrays
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.train.keys)
+
+
 def train(
     cfg: ExperimentConfig,
     cache_dir: Path,
@@ -328,37 +213,86 @@ def train(
     logical_cpus: int | None = None,
     split_file: Path | None = None,
 ) -> TrainResult:
-    """Train according to ``cfg``; everything is written under ``run_dir``."""
-    import keras
-    import tensorflow as tf
+    """Train according to ``cfg``; everything is written under ``run_dir``.
 
-    from training.data import Split, gather, load_cache, make_split, train_dataset
-
+    data → model → fit → record: the split and its crops, the trainer compiled under the
+    distribution strategy, ``fit`` with the run's callbacks, then the final weights and
+    ``training_info.json``.
+    """
     started = time.monotonic()
-    run_dir = Path(run_dir)
-    ckpt_dir = run_dir / "checkpoints"
-    if ckpt_dir.exists() and not resume:
+    run_dir = _open_run_dir(Path(run_dir), resume)
+    devices = _setup_devices(cfg, logical_cpus)
+
+    data = _load_data(cfg, cache_dir, data_root, run_dir, resume, split_file)
+    save_config(cfg, run_dir / "config.yaml")
+    (run_dir / "classes.json").write_text(json.dumps(data.train.keys))
+
+    steps = cfg.train.steps_per_epoch or max(
+        1, math.ceil(len(data.train.labels) / cfg.train.batch_size)
+    )
+    backbone, trainer, gate = _build_and_compile(cfg, devices, data.num_classes, steps)
+
+    lfw = None
+    if cfg.data.lfw_pairs and (data_root / cfg.data.lfw_pairs).exists():
+        lfw = (data_root / cfg.data.lfw_pairs, data.identities)
+    history = trainer.fit(
+        _train_dataset(cfg, data),
+        epochs=cfg.train.epochs,
+        steps_per_epoch=steps,
+        callbacks=_callbacks(cfg, run_dir, resume, backbone, trainer, gate, data, lfw, steps),
+        verbose=0,
+        shuffle=False,
+    )
+
+    backbone.save_weights(str(run_dir / "final.weights.h5"))
+    return _record(run_dir, cfg, devices, data, len(history.epoch), time.monotonic() - started)
+
+
+def _open_run_dir(run_dir: Path, resume: bool) -> Path:
+    """Create ``run_dir``; refuse one that already holds a run unless resuming."""
+    if (run_dir / "checkpoints").exists() and not resume:
         raise FileExistsError(f"{run_dir} already holds a run: pass --resume or a new --run-dir")
     run_dir.mkdir(parents=True, exist_ok=True)
+    return run_dir
+
+
+def _setup_devices(cfg: ExperimentConfig, logical_cpus: int | None) -> _Devices:
+    """Devices, distribution strategy, precision policy and seed for the run."""
+    import keras
 
     configure_devices(logical_cpus)
     gpu = has_gpu()
-    strategy = select_strategy(logical_cpus)
-    replicas = int(strategy.num_replicas_in_sync)
-    mixed = _flag(cfg.train.mixed_precision, gpu)
-    jit = _flag(cfg.train.jit_compile, gpu)
-    if mixed:
+    devices = _Devices(
+        strategy=select_strategy(logical_cpus),
+        gpu=gpu,
+        mixed=_flag(cfg.train.mixed_precision, gpu),
+        jit=_flag(cfg.train.jit_compile, gpu),
+    )
+    if devices.mixed:
         keras.mixed_precision.set_global_policy("mixed_float16")
     keras.utils.set_random_seed(cfg.train.seed)
-    device = "GPU" if gpu else "CPU"
     log.info(
         "device %s, %d replica(s) (%s), mixed precision %s, XLA %s",
-        device,
-        replicas,
-        type(strategy).__name__,
-        mixed,
-        jit,
+        devices.name,
+        devices.replicas,
+        type(devices.strategy).__name__,
+        devices.mixed,
+        devices.jit,
     )
+    return devices
+
+
+def _load_data(
+    cfg: ExperimentConfig,
+    cache_dir: Path,
+    data_root: Path,
+    run_dir: Path,
+    resume: bool,
+    split_file: Path | None,
+) -> _Data:
+    """The cached crops, the split (given, resumed or made; saved in the run) and the
+    training and validation arrays."""
+    from training.data import Split, gather, load_cache, make_split
 
     identities = load_cache(cache_dir, list(cfg.data.datasets))
     split_path = run_dir / "split.json"
@@ -372,33 +306,49 @@ def train(
     train_keys = split.train
     if cfg.data.max_train_identities:
         train_keys = train_keys[: cfg.data.max_train_identities]
-    train_arr = gather(identities, train_keys, cfg.data.min_train_images)
-    val_arr = gather(identities, split.val)
-    if len(val_arr.labels) > cfg.train.val_max_images:
-        # seeded cap: whole identities drawn across all validation datasets
-        order = np.random.default_rng(cfg.data.split_seed).permutation(len(val_arr.keys))
-        sizes = np.bincount(val_arr.labels, minlength=len(val_arr.keys))[order]
-        n_keep = max(int(np.searchsorted(np.cumsum(sizes), cfg.train.val_max_images, "right")), 2)
-        keep = np.isin(val_arr.labels, order[:n_keep])
-        val_arr.crops, val_arr.labels = val_arr.crops[keep], val_arr.labels[keep]
-    num_classes = len(train_arr.keys)
+    data = _Data(
+        identities,
+        split,
+        train=gather(identities, train_keys, cfg.data.min_train_images),
+        val=_cap_validation(gather(identities, split.val), cfg),
+    )
     log.info(
         "split: %d train identities (%d crops), %d validation identities (%d crops used per epoch)",
-        num_classes,
-        len(train_arr.labels),
+        data.num_classes,
+        len(data.train.labels),
         len(split.val),
-        len(val_arr.labels),
+        len(data.val.labels),
     )
-    save_config(cfg, run_dir / "config.yaml")
-    (run_dir / "classes.json").write_text(json.dumps(train_arr.keys))
+    return data
 
-    batch = cfg.train.batch_size
-    steps = cfg.train.steps_per_epoch or max(1, math.ceil(len(train_arr.labels) / batch))
-    ds = train_dataset(
-        train_arr, batch, cfg.train.augment, cfg.train.shuffle_buffer, cfg.train.seed
-    )
 
-    with strategy.scope():
+def _cap_validation(val: Any, cfg: ExperimentConfig) -> Any:
+    """At most ``train.val_max_images`` validation crops: whole identities, drawn with
+    the split seed across all validation datasets."""
+    if len(val.labels) <= cfg.train.val_max_images:
+        return val
+    order = np.random.default_rng(cfg.data.split_seed).permutation(len(val.keys))
+    sizes = np.bincount(val.labels, minlength=len(val.keys))[order]
+    n_keep = max(int(np.searchsorted(np.cumsum(sizes), cfg.train.val_max_images, "right")), 2)
+    keep = np.isin(val.labels, order[:n_keep])
+    val.crops, val.labels = val.crops[keep], val.labels[keep]
+    return val
+
+
+def _train_dataset(cfg: ExperimentConfig, data: _Data) -> Any:
+    from training.data import train_dataset
+
+    t = cfg.train
+    return train_dataset(data.train, t.batch_size, t.augment, t.shuffle_buffer, t.seed)
+
+
+def _build_and_compile(
+    cfg: ExperimentConfig, devices: _Devices, num_classes: int, steps: int
+) -> tuple[Any, Any, Any]:
+    """(backbone, compiled trainer, gradient gate), built under the run's strategy."""
+    import keras
+
+    with devices.strategy.scope():
         backbone = build_backbone_from_config(cfg)
         trainer, gate = build_training_model(backbone, num_classes, cfg)
         optimizer = make_optimizer(cfg, steps)
@@ -414,7 +364,7 @@ def train(
             optimizer=optimizer,
             loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
             metrics=["sparse_categorical_accuracy"],
-            jit_compile=jit,
+            jit_compile=devices.jit,
         )
     log.info(
         "model: backbone %s (%d parameters), %d classes, %s head, %d steps/epoch × %d epochs",
@@ -425,17 +375,36 @@ def train(
         steps,
         cfg.train.epochs,
     )
+    return backbone, trainer, gate
 
-    lfw = None
-    if cfg.data.lfw_pairs and (data_root / cfg.data.lfw_pairs).exists():
-        lfw = (data_root / cfg.data.lfw_pairs, identities)
-    gate_cb, margin_cb, step_cb, val_cb = _callbacks_module()
+
+def _callbacks(
+    cfg: ExperimentConfig,
+    run_dir: Path,
+    resume: bool,
+    backbone: Any,
+    trainer: Any,
+    gate: Any,
+    data: _Data,
+    lfw: tuple[Path, dict] | None,
+    steps: int,
+) -> list[Any]:
+    """Checkpoints, the warm-up schedules, validation, progress logs and the CSV log
+    (and TensorBoard when it is installed)."""
+    import keras
+
+    from training.callbacks import BackboneGate, MarginWarmup, StepLogger, Validation
+
     callbacks = [
-        keras.callbacks.BackupAndRestore(str(ckpt_dir), save_freq="epoch", delete_checkpoint=False),
-        gate_cb(gate, cfg.train.head_warmup_epochs, cfg.train.backbone_lr_mult),
-        margin_cb(trainer.get_layer("margin_head"), cfg.loss.margin, cfg.loss.margin_warmup_epochs),
-        val_cb(backbone, run_dir, val_arr, cfg, lfw),
-        step_cb(steps, cfg.train.epochs, every=max(1, steps // 10)),
+        keras.callbacks.BackupAndRestore(
+            str(run_dir / "checkpoints"), save_freq="epoch", delete_checkpoint=False
+        ),
+        BackboneGate(gate, cfg.train.head_warmup_epochs, cfg.train.backbone_lr_mult),
+        MarginWarmup(
+            trainer.get_layer("margin_head"), cfg.loss.margin, cfg.loss.margin_warmup_epochs
+        ),
+        Validation(backbone, run_dir, data.val, cfg, lfw),
+        StepLogger(steps, cfg.train.epochs, every=max(1, steps // 10)),
         keras.callbacks.CSVLogger(str(run_dir / "train.log.csv"), append=resume),
     ]
     if importlib.util.find_spec("tensorboard") is not None:
@@ -446,43 +415,48 @@ def train(
         log.warning(
             "tensorboard is not installed: no TensorBoard logs (train.log.csv has the metrics)"
         )
-    history = trainer.fit(
-        ds,
-        epochs=cfg.train.epochs,
-        steps_per_epoch=steps,
-        callbacks=callbacks,
-        verbose=0,
-        shuffle=False,
-    )
-    backbone.save_weights(str(run_dir / "final.weights.h5"))
-    seconds = time.monotonic() - started
+    return callbacks
+
+
+def _record(
+    run_dir: Path,
+    cfg: ExperimentConfig,
+    devices: _Devices,
+    data: _Data,
+    epochs_run: int,
+    seconds: float,
+) -> TrainResult:
+    """Write ``training_info.json`` and return the run's result (best epoch included)."""
+    import keras
+    import tensorflow as tf
+
     best_path = run_dir / "best.json"
     best = json.loads(best_path.read_text()) if best_path.exists() else {}
     info = {
-        "device": device,
-        "replicas": replicas,
-        "strategy": type(strategy).__name__,
-        "mixed_precision": mixed,
-        "xla": jit,
+        "device": devices.name,
+        "replicas": devices.replicas,
+        "strategy": type(devices.strategy).__name__,
+        "mixed_precision": devices.mixed,
+        "xla": devices.jit,
         "seconds": round(seconds, 1),
-        "epochs_run": len(history.epoch),
+        "epochs_run": epochs_run,
         "machine": _machine(),
-        "train_identities": num_classes,
-        "train_images": len(train_arr.labels),
-        "datasets": _dataset_counts(identities, train_arr.keys, split.val),
+        "train_identities": data.num_classes,
+        "train_images": len(data.train.labels),
+        "datasets": _dataset_counts(data.identities, data.train.keys, data.split.val),
         "tensorflow": tf.__version__,
         "keras": keras.__version__,
     }
     (run_dir / "training_info.json").write_text(json.dumps(info, indent=2))
     log.info("training done in %.1fs; best %s", seconds, best)
-    return TrainResult(run_dir, best, len(history.epoch), seconds, replicas, device)
+    return TrainResult(run_dir, best, epochs_run, seconds, devices.replicas, devices.name)
 
 
 def _machine() -> str:
     import platform
 
     cpu = platform.processor() or platform.machine()
-    return f"{platform.node()} ({cpu}, {os.cpu_count()} cpus)"
+    return f"{platform.node()} ({cpu}, {usable_cores()} of {os.cpu_count()} cpus usable)"
 
 
 def _dataset_counts(identities: dict, train_keys: list[str], val_keys: list[str]) -> dict:

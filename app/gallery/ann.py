@@ -20,25 +20,26 @@ they fall back to exact search.
 
 from __future__ import annotations
 
-import os
 import threading
 
 import numpy as np
 from usearch.index import BatchMatches, Index, Matches
 
-#: HNSW "M". 32 rather than usearch's default 16: on 128-d embeddings with little
-#: structure beyond identity clusters, M=16 gave recall@1 0.87 at 100k faces, M=32 0.998
-#: (ef_search 128, measured with bench.gallery's synthetic faces).
+from faces.cpu import usable_cores
+
+#: HNSW "M". 32 rather than usearch's default 16: 128-d embeddings have little structure
+#: beyond identity clusters, and M=16 lost too much recall at 100k faces (docs/BENCHMARKS.md,
+#: "Measurements behind choices in the code").
 CONNECTIVITY = 32
 #: Construction beam width ("efConstruction").
 EXPANSION_ADD = 128
 #: Search beam width ("ef"); a search for more candidates than this widens it.
 EXPANSION_SEARCH = 128
 #: Vectors inserted per builder step: small enough that a removal waiting for the step to
-#: finish is not held up long (~0.1 s on one busy core).
+#: finish is not held up long.
 CHUNK_ROWS = 256
 #: Threads a builder step uses: half the cores, leaving the rest to requests.
-BUILD_THREADS = max(1, (os.cpu_count() or 2) // 2)
+BUILD_THREADS = max(1, usable_cores() // 2)
 
 
 class AnnIndex:

@@ -1,8 +1,8 @@
 """In-memory gallery index: every enrolled embedding in one float32 matrix.
 
 Matching a batch of queries is ONE matrix product (``queries @ gallery.T``) followed by a
-partial sort (``np.argpartition``); there is no Python loop over gallery faces, so a
-1 M × 128 gallery answers in tens of milliseconds on a CPU core.
+partial sort (``np.argpartition``); there is no Python loop over gallery faces (speed at
+scale: docs/BENCHMARKS.md).
 
 Scores are cosine similarities: embeddings and queries are L2-normalised on the way in.
 An identity may hold several faces; ``search`` reports each identity once, with the score

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from app.cpu import usable_cores
+from faces.cpu import usable_cores
 
 QUANT_SCALE = 127.0
 # Scores of float32 rows differ from the real-number dot product by far less than this;
@@ -75,7 +75,7 @@ class QuantizedScan:
             self._out_rows = max(n, 2 * self._out_rows)
             self._out = nk.empty((self._out_rows, 1), dtype="int32")
         # numkong's packed GEMM kernel with the query as the packed side streams the
-        # gallery rows in tiles: ~1.5x faster than its pairwise cdist on AVX-512.
+        # gallery rows in tiles, faster than its pairwise cdist (docs/BENCHMARKS.md).
         packed = nk.dots_pack(query_codes.reshape(1, -1))
         parts = min(self.threads, max(1, n // _MIN_ROWS_PER_THREAD))
         bounds = np.linspace(0, n, parts + 1).astype(int).tolist()

@@ -11,7 +11,6 @@ several batches.
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
 import itertools
 import logging
@@ -35,15 +34,6 @@ class _Pending:
     caller: int
 
 
-@dataclass(frozen=True)
-class BatchRecord:
-    """One model call: how many faces it held and from how many requests."""
-
-    faces: int
-    requests: int
-    seconds: float
-
-
 class MicroBatcher:
     """Gathers faces from concurrent callers into batched ``embed_fn`` calls."""
 
@@ -53,7 +43,6 @@ class MicroBatcher:
         max_size: int = 32,
         max_wait_ms: float = 5.0,
         observer: BatchObserver | None = None,
-        history: int = 1000,
     ) -> None:
         if max_size < 1:
             raise ValueError("max_size must be >= 1")
@@ -65,11 +54,6 @@ class MicroBatcher:
         self._task: asyncio.Task[None] | None = None
         self._executor: ThreadPoolExecutor | None = None
         self._callers = itertools.count()
-        self.records: collections.deque[BatchRecord] = collections.deque(maxlen=history)
-        self.batches = 0
-        self.faces = 0
-        self.largest_batch = 0
-        self.most_requests_in_batch = 0
 
     # ------------------------------------------------------------ lifecycle
     def start(self) -> None:
@@ -159,17 +143,12 @@ class MicroBatcher:
                         item.future.set_exception(exc)
                 continue
             seconds = time.perf_counter() - started
-            self._record(len(batch), len({item.caller for item in batch}), seconds)
+            self._observe(len(batch), len({item.caller for item in batch}), seconds)
             for item, row in zip(batch, embeddings, strict=True):
                 if not item.future.done():
                     item.future.set_result(row)
 
-    def _record(self, faces: int, requests: int, seconds: float) -> None:
-        self.records.append(BatchRecord(faces, requests, seconds))
-        self.batches += 1
-        self.faces += faces
-        self.largest_batch = max(self.largest_batch, faces)
-        self.most_requests_in_batch = max(self.most_requests_in_batch, requests)
+    def _observe(self, faces: int, requests: int, seconds: float) -> None:
         if self._observer is not None:
             try:
                 self._observer(faces, requests, seconds)

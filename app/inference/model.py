@@ -19,18 +19,20 @@ engine: docs/BENCHMARKS.md.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
 import time
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 
-from app.cpu import usable_cores
 from app.errors import StartupError
+from faces.cpu import usable_cores
 from faces.model_contract import (
     INPUT_SHAPE,
     OUTPUT_NAME,
@@ -58,6 +60,29 @@ def load_card(model_dir: Path) -> ModelCard:
         return read_card(model_dir)
     except ModelCardError as exc:
         raise StartupError(str(exc)) from exc
+
+
+class _DropSignatureRenameNotes(logging.Filter):
+    """Drops TensorFlow's "Function `…` contains input name(s) … which will be renamed to
+    …" record. The TensorFlow Lite converter writes the loaded function to a temporary
+    SavedModel, and the SavedModel writer (``tensorflow/python/saved_model/
+    signature_serialization.py``, through absl's logger at INFO) lists every captured
+    variable of the signature in one line: hundreds of names for FaceNet, telling nothing."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "contains input name(s)" not in str(record.msg)
+
+
+@contextlib.contextmanager
+def _without_signature_rename_notes() -> Iterator[None]:
+    """Silence that one absl record (nothing else) while the block runs."""
+    absl_logger = logging.getLogger("absl")
+    note_filter = _DropSignatureRenameNotes()
+    absl_logger.addFilter(note_filter)
+    try:
+        yield
+    finally:
+        absl_logger.removeFilter(note_filter)
 
 
 class EmbeddingModel:
@@ -135,7 +160,8 @@ class EmbeddingModel:
             converter = tf.lite.TFLiteConverter.from_concrete_functions([self._fn], self._loaded)
             if int8_weights:  # weights stored as int8, activations quantised on the fly
                 converter.optimizations = [tf.lite.Optimize.DEFAULT]
-            flatbuffer = converter.convert()
+            with _without_signature_rename_notes():
+                flatbuffer = converter.convert()
             with warnings.catch_warnings():  # tf.lite.Interpreter's deprecation notice
                 warnings.simplefilter("ignore")
                 interpreter = tf.lite.Interpreter(

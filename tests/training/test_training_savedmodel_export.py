@@ -28,6 +28,16 @@ def backbone():  # type: ignore[no-untyped-def]
     return model
 
 
+def build_embedding_model(backbone):  # type: ignore[no-untyped-def]
+    """The reference the export is compared with: backbone + L2 normalisation in Keras."""
+    import keras
+
+    image = keras.Input((112, 112, 3), dtype="float32", name="image")
+    emb = keras.ops.cast(backbone(image), "float32")
+    emb = keras.layers.UnitNormalization(axis=-1, name="l2_normalise", dtype="float32")(emb)
+    return keras.Model(image, emb, name="embedder")
+
+
 def _real_crops(data_root: Path, pipeline) -> np.ndarray:  # type: ignore[no-untyped-def]
     paths = [data_root / "orl/s3/2.pgm", data_root / "lfw/train/AJ_Cook/AJ_Cook_0001.jpg"]
     return np.stack([pipeline.faces_in_file(str(p))[0].crop for p in paths])
@@ -37,7 +47,6 @@ def test_export_then_load_matches_keras(backbone, data_root, pipeline, tmp_path:
     import tensorflow as tf
 
     from training.export import export_savedmodel
-    from training.train import build_embedding_model
 
     out = export_savedmodel(backbone, tmp_path / "model" / "1")
     assert (out / "saved_model.pb").exists() and (out / "variables").is_dir()
@@ -84,7 +93,6 @@ def test_float16_weight_storage_halves_the_size_and_keeps_the_embeddings(
     import tensorflow as tf
 
     from training.export import export_savedmodel
-    from training.train import build_embedding_model
 
     full = export_savedmodel(backbone, tmp_path / "f32" / "1")
     half = export_savedmodel(backbone, tmp_path / "f16" / "1", weights_dtype="float16")

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
-from faceid_testkit import TINY_DIM, write_card
+from faceid_testkit import REAL_MODEL_DIR, TINY_DIM, write_card
 
 from app.errors import StartupError
 from app.inference.model import EmbeddingModel
@@ -84,3 +85,44 @@ def test_a_converted_model_that_disagrees_is_not_used(
         model = EmbeddingModel(tiny_model_dir, engine=engine)  # type: ignore[arg-type]
         assert model.engine == "savedmodel"
         assert model.embed(np.zeros((1, 112, 112, 3), np.uint8)).shape == (1, TINY_DIM)
+
+
+def test_the_signature_rename_note_is_dropped_only_inside_the_conversion(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from absl import logging as absl_logging
+
+    from app.inference.model import _without_signature_rename_notes
+
+    def note() -> None:  # the call in tensorflow/python/saved_model/signature_serialization.py
+        absl_logging.info(
+            "Function `%s` contains input name(s) %s with unsupported "
+            "characters which will be renamed to %s in the SavedModel.",
+            "signature_wrapper_serve",
+            "10557, 10559",
+            "unknown_0, unknown_1",
+        )
+
+    with caplog.at_level(logging.INFO), caplog.at_level(logging.INFO, logger="absl"):
+        with _without_signature_rename_notes():
+            note()
+            absl_logging.info("another absl record")
+        assert [r.getMessage() for r in caplog.records] == ["another absl record"]
+        note()  # outside the block the logger is as it was
+        assert "unknown_1" in caplog.records[-1].getMessage()
+
+
+@pytest.mark.slow
+def test_converting_the_shipped_model_logs_no_input_name_list(
+    caplog: pytest.LogCaptureFixture, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """Every start-up converts the shipped FaceNet; TensorFlow's SavedModel writer used to
+    log a 10 kB line listing its 489 captured inputs (``unknown_0 … unknown_488``)."""
+    with caplog.at_level(logging.DEBUG), caplog.at_level(logging.DEBUG, logger="absl"):
+        model = EmbeddingModel(REAL_MODEL_DIR, engine="tflite-int8", threads=1)
+    assert model.engine == "tflite-int8"
+    logged = [r.getMessage() for r in caplog.records]
+    printed = capfd.readouterr()
+    for text in (*logged, printed.out, printed.err):
+        assert "contains input name(s)" not in text and "unknown_488" not in text
+    assert max(map(len, logged), default=0) < 1000
