@@ -249,7 +249,7 @@ def test_a_wrong_key_is_401_before_the_body_is_read(live: str) -> None:
     with _connect(live) as sock:
         sock.sendall(_post_head("/verify", 20 * MIB, "Authorization: Bearer nope\r\n"))
         sock.sendall(b"--b0undary\r\n")
-        status, headers, body = _read_response(sock, timeout=5)
+        status, _headers, body = _read_response(sock, timeout=5)
         assert status == 401 and _envelope_code(body) == "unauthorized"
         assert _closed_within(sock, 3.0)
 
@@ -300,7 +300,7 @@ def test_stalled_headers_are_408_and_closed(live: str, partial: bytes) -> None:
     with _connect(live) as sock:
         t0 = time.monotonic()
         sock.sendall(partial)
-        status, headers, body = _read_response(sock, timeout=6)
+        status, _headers, body = _read_response(sock, timeout=6)
         assert status == 408 and _envelope_code(body) == "request_timeout"
         assert time.monotonic() - t0 < 4.0
         assert _closed_within(sock, 3.0)
