@@ -29,7 +29,7 @@ from app.errors import StartupError, install_error_handlers
 from app.guards import ApiKeyMiddleware, BodyGuardMiddleware
 from app.metrics import Metrics
 from app.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
-from app.openapi import install_openapi, public_paths
+from app.openapi import install_openapi, operation_id, public_paths
 from app.settings import Settings
 from app.state import Preflight, ServiceState, build, preflight
 from faces import FacePipeline
@@ -116,6 +116,7 @@ def create_app(
         version=API_VERSION,
         description=DESCRIPTION,
         lifespan=lifespan,
+        generate_unique_id_function=operation_id,
     )
     app.state.faceid = state
     install_error_handlers(app)

@@ -25,6 +25,7 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
+from fastapi.routing import APIRoute
 
 from app.settings import Settings
 
@@ -50,6 +51,12 @@ ERROR_CODES: dict[int, str] = {
 
 _UPLOAD_STATUSES = (400, 408, 413, 415, 422)
 _ALWAYS = (401, 500, 503)
+
+
+def operation_id(route: APIRoute) -> str:
+    """The route's function name (``identify``, ``enroll``, ...) as its operationId, so that
+    generated clients get short, stable method names."""
+    return route.name
 
 
 def public_paths(app: FastAPI, settings: Settings) -> set[str]:
