@@ -43,7 +43,8 @@ ERROR_CODES: dict[int, str] = {
     413: "`too_large`: an upload over the byte cap or a photo over the pixel cap",
     415: "`unsupported_media_type`: not JPEG, PNG, WebP, BMP or PGM/PPM",
     422: "`validation_error`: a parameter or field breaks its schema; `invalid_identity`: "
-    "a bad identity name; `multiple_files`: two files in one field; `no_face`: no face found",
+    "a bad identity name; `multiple_files`: two files in one field; `no_face`: no face found; "
+    "`low_quality`: enrolment refused a face under the quality floor",
     500: "`internal_error`: a bug; quote the request id",
     503: "`starting` while the model loads, `unavailable` when it failed to load or too many "
     "connections are open",

@@ -158,7 +158,8 @@ def test_every_error_code_is_in_the_readme_and_the_openapi(spec: dict[str, Any])
     codes = [
         "invalid_image", "invalid_multipart", "bad_request", "unauthorized", "not_found",
         "method_not_allowed", "request_timeout", "too_large", "unsupported_media_type",
-        "validation_error", "invalid_identity", "multiple_files", "no_face", "internal_error",
+        "validation_error", "invalid_identity", "multiple_files", "no_face", "low_quality",
+        "internal_error",
         "starting", "unavailable",
     ]  # fmt: skip
     documented = " ".join(ERROR_CODES.values())
