@@ -27,7 +27,7 @@ from faceid_testkit import REAL_MODEL_DIR, lfw, live_server, make_settings
 from openapi_schema_validator import oas31_format_checker
 from openapi_spec_validator import validate
 
-from app.faces import FacePipeline
+from faces import FacePipeline
 
 KEY = "generated-client-key"
 PERSON, STRANGER = "Andre_Agassi", "Adam_Sandler"

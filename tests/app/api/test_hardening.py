@@ -32,7 +32,7 @@ from faceid_testkit import (
 from fastapi.testclient import TestClient
 
 from app.api.identities import MAX_OFFSET
-from app.faces import FacePipeline
+from faces import FacePipeline
 
 PHOTO = lfw("Al_Gore", 1)
 KEY = "hardening-key-1"

@@ -23,7 +23,7 @@ from faceid_testkit import lfw, make_settings, png_bytes, running_app
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from app.faces import FacePipeline
+from faces import FacePipeline
 
 FACE_PHOTO = lfw("Al_Gore", 1)
 FACE = "face"  # a decodable photo with a face
@@ -108,6 +108,8 @@ def _sixteen_bit() -> bytes:
 
 
 ERROR = tuple[int, str]
+NOT_AN_IMAGE: ERROR = (415, "unsupported_media_type")
+ZIP_TAIL = b"PK\x03\x04" + b"\0" * 26 + b"PK\x05\x06" + b"\0" * 18  # an empty ZIP archive
 Expect = set[str | ERROR]
 
 CORPUS: dict[str, tuple[Callable[[], bytes], Expect]] = {
@@ -147,7 +149,7 @@ CORPUS: dict[str, tuple[Callable[[], bytes], Expect]] = {
         lambda: b'<svg xmlns="http://www.w3.org/2000/svg" width="9" height="9"/>',
         {(415, "unsupported_media_type")},
     ),
-    "pdf": (lambda: b"%PDF-1.4\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF", {(415, "unsupported_media_type")}),
+    "pdf": (lambda: b"%PDF-1.4\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF", {NOT_AN_IMAGE}),
     "gif": (lambda: _save(_face(), "GIF"), {(415, "unsupported_media_type")}),
     "tiff": (lambda: _save(_face(), "TIFF"), {(415, "unsupported_media_type")}),
     # decompression bombs and lying headers
@@ -163,17 +165,20 @@ CORPUS: dict[str, tuple[Callable[[], bytes], Expect]] = {
         {(400, "invalid_image")},
     ),
     "bmp-claims-huge": (
-        lambda: b"BM" + struct.pack("<IHHI", 54, 0, 0, 54)
-        + struct.pack("<IiiHHIIiiII", 40, 50_000, 50_000, 1, 24, 0, 0, 0, 0, 0, 0),
+        lambda: (
+            b"BM"
+            + struct.pack("<IHHI", 54, 0, 0, 54)
+            + struct.pack("<IiiHHIIiiII", 40, 50_000, 50_000, 1, 24, 0, 0, 0, 0, 0, 0)
+        ),
         {(413, "too_large")},
-    ),  # fmt: skip
+    ),
     # polyglots: an image with another file type appended, a script behind a GIF header
     "jpeg-plus-html": (lambda: _jpeg() + b"<html><script>alert(1)</script></html>", {FACE}),
-    "jpeg-plus-zip": (lambda: _jpeg() + b"PK\x03\x04" + b"\0" * 26 + b"PK\x05\x06" + b"\0" * 18, {FACE}),
-    "gif-js-polyglot": (lambda: b"GIF89a/*\x00\x00*/=1;alert(1);", {(415, "unsupported_media_type")}),
+    "jpeg-plus-zip": (lambda: _jpeg() + ZIP_TAIL, {FACE}),
+    "gif-js-polyglot": (lambda: b"GIF89a/*\x00\x00*/=1;alert(1);", {NOT_AN_IMAGE}),
     # over the byte cap
     "oversize": (lambda: _jpeg() + b"\0" * (10 * MIB), {(413, "too_large")}),
-}  # fmt: skip
+}
 
 FIELDS = [
     ("/identify", "image"),

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from faceid_testkit import live_server, make_settings
 
-from app.faces import FacePipeline
+from faces import FacePipeline
 
 KEY = "schemathesis-key"
 CONFIG = Path(__file__).with_name("schemathesis.toml")
