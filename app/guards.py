@@ -37,16 +37,28 @@ def _has_body(headers: Headers) -> bool:
 class ApiKeyMiddleware:
     """401 ``unauthorized`` from the ``Authorization`` header, before the body is read.
 
-    Every path needs a key (when keys are configured) except ``public_paths``.
+    Every path needs a key (when keys are configured) except ``public_paths`` and those
+    under ``public_prefixes``.
     """
 
-    def __init__(self, app: ASGIApp, keys: Collection[str], public_paths: Collection[str]) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        keys: Collection[str],
+        public_paths: Collection[str],
+        public_prefixes: Collection[str] = (),
+    ) -> None:
         self.app = app
         self.keys = tuple(keys)
         self.public = frozenset(public_paths)
+        self.public_prefixes = tuple(public_prefixes)
+
+    def is_public(self, path: str) -> bool:
+        """Whether ``path`` answers without a key."""
+        return path in self.public or path.startswith(self.public_prefixes)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not self.keys or scope["path"] in self.public:
+        if scope["type"] != "http" or not self.keys or self.is_public(scope["path"]):
             await self.app(scope, receive, send)
             return
         headers = Headers(scope=scope)

@@ -29,7 +29,7 @@ from app.errors import StartupError, install_error_handlers
 from app.guards import ApiKeyMiddleware, BodyGuardMiddleware
 from app.metrics import Metrics
 from app.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
-from app.openapi import install_openapi, operation_id, public_paths
+from app.openapi import install_openapi, operation_id, public_paths, public_prefixes
 from app.settings import Settings
 from app.state import Preflight, ServiceState, build, preflight
 from faces import FacePipeline
@@ -133,7 +133,10 @@ def create_app(
         total_timeout_s=settings.body_timeout_s,
     )
     app.add_middleware(
-        ApiKeyMiddleware, keys=settings.api_keys, public_paths=public_paths(app, settings)
+        ApiKeyMiddleware,
+        keys=settings.api_keys,
+        public_paths=public_paths(app, settings),
+        public_prefixes=public_prefixes(app),
     )
     app.add_middleware(RequestContextMiddleware, metrics=metrics_)
 

@@ -15,7 +15,8 @@ enforces and so that client generators understand it.
   500, 503.
 
 ``public_paths`` says which paths answer without a key: ``/health``, ``/metrics`` and,
-with ``FACEID_DOCS_PUBLIC=true``, the documentation pages.
+with ``FACEID_DOCS_PUBLIC=true``, the documentation pages; ``public_prefixes``: static-file
+mounts.
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from fastapi.routing import APIRoute
+from starlette.routing import Mount
+from starlette.staticfiles import StaticFiles
 
 from app.settings import Settings
 
@@ -58,6 +61,16 @@ def operation_id(route: APIRoute) -> str:
     """The route's function name (``identify``, ``enroll``, ...) as its operationId, so that
     generated clients get short, stable method names."""
     return route.name
+
+
+def public_prefixes(app: FastAPI) -> tuple[str, ...]:
+    """Static-file mounts (page and documentation assets: nothing secret) answer without a
+    key, so that a browser can load a page that then asks for the key itself."""
+    return tuple(
+        route.path.rstrip("/") + "/"
+        for route in app.router.routes
+        if isinstance(route, Mount) and isinstance(route.app, StaticFiles)
+    )
 
 
 def public_paths(app: FastAPI, settings: Settings) -> set[str]:

@@ -18,6 +18,7 @@ Body timeouts are the app's (``app.guards.BodyTimeoutMiddleware``): they answer 
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 from typing import Any
 
@@ -43,13 +44,16 @@ def raw_error_response(status: int, code: str, message: str) -> bytes:
 
 
 class FaceidHttpProtocol(HttpToolsProtocol):
-    """uvicorn's httptools protocol plus a header deadline, a connection cap and JSON 400s."""
+    """uvicorn's httptools protocol plus a header deadline, a connection cap and JSON 400s.
 
-    header_timeout_s: float = 10.0
-    max_connections: int = 256
+    Its limits come from ``config.faceid_limits`` (set by ``server_config``) or, in a
+    process started by uvicorn itself (``--workers``), from the ``FACEID_*`` environment.
+    """
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+    def __init__(self, config: uvicorn.Config, *args: Any, **kwargs: Any) -> None:
+        super().__init__(config, *args, **kwargs)
+        limits: Limits = getattr(config, "faceid_limits", None) or _limits_from_environment()
+        self.header_timeout_s, self.max_connections = limits
         self._header_timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
@@ -113,28 +117,31 @@ class FaceidHttpProtocol(HttpToolsProtocol):
         self.transport.close()
 
 
-def protocol_for(settings: Settings) -> type[FaceidHttpProtocol]:
-    """A protocol class carrying this configuration's limits (uvicorn instantiates it)."""
-    return type(
-        "ConfiguredFaceidHttpProtocol",
-        (FaceidHttpProtocol,),
-        {
-            "header_timeout_s": settings.header_timeout_s,
-            "max_connections": settings.max_connections,
-        },
-    )
+Limits = tuple[float, int]
+
+
+@functools.cache
+def _limits_from_environment() -> Limits:
+    settings = Settings()
+    return settings.header_timeout_s, settings.max_connections
+
+
+def server_options(settings: Settings) -> dict[str, Any]:
+    """uvicorn options of the service (``uvicorn.Config(app, **...)`` or ``uvicorn.run``)."""
+    return {
+        "host": settings.host,
+        "port": settings.port,
+        "http": FaceidHttpProtocol,
+        "log_config": None,
+        "access_log": False,
+        "proxy_headers": False,
+        "timeout_keep_alive": max(1, round(settings.keep_alive_timeout_s)),
+        "timeout_graceful_shutdown": 10,
+    }
 
 
 def server_config(settings: Settings, application: Any) -> uvicorn.Config:
     """The uvicorn configuration ``python -m app`` serves with."""
-    return uvicorn.Config(
-        application,
-        host=settings.host,
-        port=settings.port,
-        http=protocol_for(settings),
-        log_config=None,
-        access_log=False,
-        proxy_headers=False,
-        timeout_keep_alive=max(1, round(settings.keep_alive_timeout_s)),
-        timeout_graceful_shutdown=10,
-    )
+    config = uvicorn.Config(application, **server_options(settings))
+    config.faceid_limits = (settings.header_timeout_s, settings.max_connections)  # type: ignore[attr-defined]
+    return config

@@ -131,3 +131,24 @@ def test_key_comparison() -> None:
     assert not keys_match("", keys)
     assert not keys_match("gamma", ())
     assert keys_match("ключ", ("ключ",))  # non-ASCII keys compare as UTF-8 bytes
+
+
+def test_static_mounts_are_public_and_nothing_else_is(tmp_path: Path) -> None:
+    from fastapi import FastAPI
+    from starlette.staticfiles import StaticFiles
+
+    from app.guards import ApiKeyMiddleware
+    from app.openapi import public_paths, public_prefixes
+    from app.settings import Settings
+
+    app = FastAPI()
+    app.mount("/assets", StaticFiles(directory=tmp_path), name="assets")
+    guard = ApiKeyMiddleware(
+        app,
+        keys=("k",),
+        public_paths=public_paths(app, Settings(api_keys="k")),
+        public_prefixes=public_prefixes(app),
+    )
+    assert guard.is_public("/assets/app.js") and guard.is_public("/health")
+    for path in ("/assets", "/assetsX/app.js", "/docs", "/openapi.json", "/identities"):
+        assert not guard.is_public(path), path
