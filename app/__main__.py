@@ -31,6 +31,7 @@ def main() -> None:
     import uvicorn
 
     from app.main import create_app
+    from app.server import server_config
 
     server: uvicorn.Server | None = None
 
@@ -39,16 +40,7 @@ def main() -> None:
             server.should_exit = True
 
     application = create_app(settings, checked=checked, on_startup_failure=stop)
-    config = uvicorn.Config(
-        application,
-        host=settings.host,
-        port=settings.port,
-        log_config=None,
-        access_log=False,
-        proxy_headers=False,
-        timeout_graceful_shutdown=10,
-    )
-    server = uvicorn.Server(config)
+    server = uvicorn.Server(server_config(settings, application))
     server.run()
     if not server.started or application.state.faceid.failed:
         raise SystemExit(1)

@@ -14,16 +14,19 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from faces import ImageError
 
+_METHODS = ("DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT")
 _CODES_BY_STATUS = {
-    400: "bad_request",
+    400: "invalid_multipart",
     401: "unauthorized",
     403: "forbidden",
     404: "not_found",
     405: "method_not_allowed",
     406: "not_acceptable",
+    408: "request_timeout",
     413: "too_large",
     415: "unsupported_media_type",
     422: "validation_error",
@@ -79,17 +82,35 @@ async def _image_error(_: Request, exc: Exception) -> JSONResponse:
     return error_response(IMAGE_ERROR_STATUS.get(exc.code, 400), exc.code, exc.message)
 
 
-async def _http_error(_: Request, exc: Exception) -> JSONResponse:
+def allowed_methods(request: Request) -> list[str]:
+    """Every method some route of the app answers on this path (for a complete ``Allow``)."""
+    routes = request.app.router.routes
+    return [
+        method
+        for method in _METHODS
+        if any(
+            route.matches({**request.scope, "method": method})[0] == Match.FULL for route in routes
+        )
+    ]
+
+
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     if isinstance(exc, ApiError):
-        return await _api_error(_, exc)
+        return await _api_error(request, exc)
     code = _CODES_BY_STATUS.get(exc.status_code, "http_error")
     detail = exc.detail if isinstance(exc.detail, str) else code.replace("_", " ")
-    if exc.status_code == 404 and detail == "Not Found":
+    headers = dict(exc.headers or {})
+    if exc.status_code == 400:  # only the body (multipart form) parser raises a bare 400
+        detail = f"The multipart form could not be parsed: {detail}"
+    elif exc.status_code == 404 and detail == "Not Found":
         detail = "No such route."
-    elif exc.status_code == 405 and detail == "Method Not Allowed":
-        detail = "Method not allowed on this route."
-    return error_response(exc.status_code, code, detail, exc.headers)
+    elif exc.status_code == 405:
+        allowed = allowed_methods(request)
+        if allowed:
+            headers["Allow"] = ", ".join(allowed)
+        detail = f"Method {request.method} is not allowed here; allowed: {', '.join(allowed)}."
+    return error_response(exc.status_code, code, detail, headers)
 
 
 async def _validation_error(_: Request, exc: Exception) -> JSONResponse:

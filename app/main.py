@@ -26,8 +26,10 @@ from starlette.types import Scope
 from app.api import embed, health, identify, identities, metrics, verify
 from app.api.deps import require_api_key
 from app.errors import StartupError, install_error_handlers
+from app.guards import ApiKeyMiddleware, BodyGuardMiddleware
 from app.metrics import Metrics
 from app.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
+from app.openapi import install_openapi, operation_id, public_paths, public_prefixes
 from app.settings import Settings
 from app.state import Preflight, ServiceState, build, preflight
 from faces import FacePipeline
@@ -44,7 +46,8 @@ new photo. Only embeddings and metadata are stored, never photos; `DELETE
 /identities/{identity}` erases a person.
 
 Errors always come as `{"error": {"code": ..., "message": ...}}`. When API keys are
-configured, send `Authorization: Bearer <key>` (not needed for `/health` and `/metrics`).
+configured, send `Authorization: Bearer <key>` on every path but `/health` and `/metrics`
+(these documentation pages included, unless `FACEID_DOCS_PUBLIC=true`).
 """
 
 
@@ -113,6 +116,7 @@ def create_app(
         version=API_VERSION,
         description=DESCRIPTION,
         lifespan=lifespan,
+        generate_unique_id_function=operation_id,
     )
     app.state.faceid = state
     install_error_handlers(app)
@@ -122,6 +126,18 @@ def create_app(
         return images * settings.max_upload_bytes + _MULTIPART_SLACK
 
     app.add_middleware(BodySizeLimitMiddleware, limit_for=body_limit)
+    app.add_middleware(
+        BodyGuardMiddleware,
+        part_limit=settings.max_upload_bytes,
+        idle_timeout_s=settings.body_idle_timeout_s,
+        total_timeout_s=settings.body_timeout_s,
+    )
+    app.add_middleware(
+        ApiKeyMiddleware,
+        keys=settings.api_keys,
+        public_paths=public_paths(app, settings),
+        public_prefixes=public_prefixes(app),
+    )
     app.add_middleware(RequestContextMiddleware, metrics=metrics_)
 
     protected = [Depends(require_api_key)]
@@ -131,6 +147,7 @@ def create_app(
     app.include_router(verify.router, dependencies=protected)
     app.include_router(embed.router, dependencies=protected)
     app.include_router(identities.router, dependencies=protected)
+    install_openapi(app, settings)
     return app
 
 

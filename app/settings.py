@@ -117,6 +117,43 @@ class Settings(BaseSettings):
         description="Threads one exact search of a large gallery (16,384+ faces) scans "
         "with; 0: every usable core.",
     )
+    docs_public: bool = Field(
+        default=False,
+        description="Serve /docs, /redoc and /openapi.json without a key even when API keys "
+        "are configured. Default: they need a key like every route but /health and /metrics.",
+    )
+    header_timeout_s: float = Field(
+        default=10.0,
+        gt=0.0,
+        le=600.0,
+        description="Seconds a client has to send a request's line and headers, from the "
+        "moment it connects or starts the request; then 408 and the connection is closed.",
+    )
+    body_idle_timeout_s: float = Field(
+        default=10.0,
+        gt=0.0,
+        le=600.0,
+        description="Seconds the service waits for the next piece of a request body; "
+        "then 408 and the connection is closed.",
+    )
+    body_timeout_s: float = Field(
+        default=60.0,
+        gt=0.0,
+        le=3600.0,
+        description="Seconds a whole request body may take to arrive; then 408.",
+    )
+    keep_alive_timeout_s: float = Field(
+        default=5.0,
+        ge=1.0,
+        le=600.0,
+        description="Seconds an idle keep-alive connection stays open between requests.",
+    )
+    max_connections: int = Field(
+        default=256,
+        ge=1,
+        le=100_000,
+        description="Open connections at most; one more is answered 503 and closed.",
+    )
     log_level: LogLevel = Field(default="INFO", description="Log level of the JSON-lines logs.")
     host: str = Field(default="127.0.0.1", description="Address `python -m app` binds.")
     port: int = Field(default=8000, ge=0, le=65535, description="Port `python -m app` binds.")

@@ -6,7 +6,7 @@ import asyncio
 from typing import Annotated
 from urllib.parse import quote
 
-from fastapi import APIRouter, File, Query, Response, UploadFile
+from fastapi import APIRouter, File, Path, Query, Response, UploadFile
 
 from app.api.deps import Identity, Ready, read_upload
 from app.errors import ApiError
@@ -20,6 +20,8 @@ from app.schemas import (
 )
 
 router = APIRouter(prefix="/identities", tags=["gallery"])
+
+MAX_OFFSET = 1_000_000_000  # far past any gallery, far below SQLite's 64-bit integers
 
 
 def _unknown(identity: str) -> ApiError:
@@ -63,7 +65,7 @@ async def enroll(
 async def list_identities(
     recognizer: Ready,
     limit: Annotated[int, Query(ge=1, le=1000, description="Page size.")] = 100,
-    offset: Annotated[int, Query(ge=0, description="Identities to skip.")] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET, description="Identities to skip.")] = 0,
 ) -> IdentityList:
     """Identities in name order with their number of faces, and the total count."""
     page, total = await asyncio.to_thread(recognizer.gallery.list_identities, limit, offset)
@@ -114,7 +116,11 @@ async def delete_identity(recognizer: Ready, identity: Identity) -> Response:
     summary="Erase one enrolled face",
     responses=error_responses(401, 404, 422, 503),
 )
-async def delete_face(recognizer: Ready, identity: Identity, face_id: str) -> Response:
+async def delete_face(
+    recognizer: Ready,
+    identity: Identity,
+    face_id: Annotated[str, Path(min_length=1, max_length=64, description="A face id.")],
+) -> Response:
     """Erases one face of the identity; 404 when the identity has no such face."""
     deleted = await asyncio.to_thread(recognizer.gallery.delete_face, identity, face_id)
     if not deleted:

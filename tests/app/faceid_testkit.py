@@ -167,3 +167,46 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+@contextmanager
+def live_server(
+    settings: Settings, pipeline: FacePipeline | None = None, timeout: float = 180.0
+) -> Iterator[str]:
+    """The app served by uvicorn exactly as ``python -m app`` serves it (``server_config``:
+    its protocol, timeouts and connection cap) on a free port, in a thread; yields its base
+    URL once ``/health`` is 200."""
+    import asyncio
+    import threading
+
+    import httpx
+
+    settings = settings.model_copy(update={"host": "127.0.0.1", "port": free_port()})
+    app = create_app(settings, pipeline=pipeline)
+    server = uvicorn_server(settings, app)
+    thread = threading.Thread(target=lambda: asyncio.run(server.serve()), daemon=True)
+    thread.start()
+    base = f"http://127.0.0.1:{settings.port}"
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                if httpx.get(f"{base}/health", timeout=5).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline or not thread.is_alive():
+                raise AssertionError("the live server did not become ready")
+            time.sleep(0.1)
+        yield base
+    finally:
+        server.should_exit = True
+        thread.join(30)
+
+
+def uvicorn_server(settings: Settings, app: Any) -> Any:
+    import uvicorn
+
+    from app.server import server_config
+
+    return uvicorn.Server(server_config(settings, app))

@@ -82,10 +82,36 @@ def test_either_configured_key_works(client: TestClient) -> None:
     assert client.delete("/identities/Al Gore", headers=GOOD).status_code == 204
 
 
-def test_health_metrics_and_docs_need_no_key(client: TestClient) -> None:
+DOCS = ["/docs", "/redoc", "/openapi.json", "/docs/oauth2-redirect"]
+
+
+def test_health_and_metrics_need_no_key(client: TestClient) -> None:
     assert client.get("/health").status_code == 200
     assert client.get("/metrics").status_code == 200
-    assert client.get("/openapi.json").status_code == 200
+
+
+@pytest.mark.parametrize("path", DOCS)
+def test_docs_need_a_key_by_default(client: TestClient, path: str) -> None:
+    response = client.get(path)
+    assert response.status_code == 401, response.text
+    assert response.json()["error"]["code"] == "unauthorized"
+    assert client.get(path, headers=GOOD).status_code == 200
+
+
+def test_unknown_paths_need_a_key_too(client: TestClient) -> None:
+    assert client.get("/nope").status_code == 401
+    assert client.get("/nope", headers=GOOD).status_code == 404
+
+
+def test_docs_public_setting_opens_only_the_docs(
+    tiny_model_dir: Path, face_pipeline: FacePipeline, tmp_path: Path
+) -> None:
+    settings = make_settings(tiny_model_dir, tmp_path, api_keys=KEYS, docs_public=True)
+    with running_app(settings, face_pipeline) as public:
+        for path in DOCS:
+            assert public.get(path).status_code == 200, path
+        assert public.get("/identities").status_code == 401
+        assert public.post("/identify", files=image_file(PHOTO)).status_code == 401
 
 
 def test_auth_is_checked_before_readiness(client: TestClient) -> None:
@@ -105,3 +131,24 @@ def test_key_comparison() -> None:
     assert not keys_match("", keys)
     assert not keys_match("gamma", ())
     assert keys_match("ключ", ("ключ",))  # non-ASCII keys compare as UTF-8 bytes
+
+
+def test_static_mounts_are_public_and_nothing_else_is(tmp_path: Path) -> None:
+    from fastapi import FastAPI
+    from starlette.staticfiles import StaticFiles
+
+    from app.guards import ApiKeyMiddleware
+    from app.openapi import public_paths, public_prefixes
+    from app.settings import Settings
+
+    app = FastAPI()
+    app.mount("/assets", StaticFiles(directory=tmp_path), name="assets")
+    guard = ApiKeyMiddleware(
+        app,
+        keys=("k",),
+        public_paths=public_paths(app, Settings(api_keys="k")),
+        public_prefixes=public_prefixes(app),
+    )
+    assert guard.is_public("/assets/app.js") and guard.is_public("/health")
+    for path in ("/assets", "/assetsX/app.js", "/docs", "/openapi.json", "/identities"):
+        assert not guard.is_public(path), path
