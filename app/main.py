@@ -25,6 +25,8 @@ from starlette.types import Scope
 
 from app.api import embed, health, identify, identities, metrics, verify
 from app.api.deps import require_api_key
+from app.api.docs import install_docs
+from app.api.web import install_web
 from app.errors import StartupError, install_error_handlers
 from app.metrics import Metrics
 from app.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
@@ -113,6 +115,8 @@ def create_app(
         version=API_VERSION,
         description=DESCRIPTION,
         lifespan=lifespan,
+        docs_url=None,  # /docs and /redoc come from install_docs, with local assets
+        redoc_url=None,
     )
     app.state.faceid = state
     install_error_handlers(app)
@@ -131,6 +135,8 @@ def create_app(
     app.include_router(verify.router, dependencies=protected)
     app.include_router(embed.router, dependencies=protected)
     app.include_router(identities.router, dependencies=protected)
+    install_docs(app)
+    install_web(app)
     return app
 
 
