@@ -99,7 +99,7 @@ def test_enrol_identify_stranger_erase_and_error_in_words(
     first_card = page.locator("#identify-faces .face-card").first
     assert first_card.locator(".face-name").inner_text() == NAME
     assert NAME in page.locator("#identify-faces .candidates").first.inner_text()
-    session.shot("2-identified")
+    session.shot("2-identified", full_page=True)  # docs/img/web-identify.png
 
     # A stranger is "unknown".
     identify_in_page(page, STRANGER)
