@@ -32,7 +32,6 @@ export class ApiError extends Error {
     const hints = {
       401: " Enter a valid API key at the top of the page.",
       413: " Try a smaller photo.",
-      415: " Choose a JPEG, PNG, WebP or BMP photo.",
       503: " The model is still loading; try again in a few seconds.",
     };
     const where = this.status ? ` (${this.status} ${this.code})` : "";
