@@ -2,7 +2,7 @@
 
 import { api, encodeName } from "./api.js";
 import { refreshStatus } from "./status.js";
-import { $, dropZone, h, showMessage } from "./ui.js";
+import { $, dropZone, fmt, h, showMessage } from "./ui.js";
 
 let chosen = [];
 
@@ -52,11 +52,18 @@ async function enrol(event) {
       const answer = await api("POST", `/identities/${encodeName(name)}/faces`, { form });
       enrolled += 1;
       const extra = answer.faces_detected > 1 ? ` (${answer.faces_detected} faces found; the largest was enrolled)` : "";
-      status.textContent = `Enrolled as ${answer.identity}${extra}`;
+      const quality = typeof answer.quality === "number" ? `, quality ${fmt(answer.quality, 2)}` : "";
+      status.textContent = `Enrolled as ${answer.identity}${extra}${quality}`;
       row.className = "outcome ok";
     } catch (err) {
-      status.textContent = err.code === "no_face" ? "No face found: nothing enrolled from this photo." : err.describe ? err.describe() : String(err);
-      row.className = `outcome ${err.code === "no_face" ? "warn" : "error"}`;
+      const refused = err.code === "no_face" || err.code === "low_quality";
+      status.textContent =
+        err.code === "no_face"
+          ? "No face found: nothing enrolled from this photo."
+          : err.describe
+            ? err.describe()
+            : String(err);
+      row.className = `outcome ${refused ? "warn" : "error"}`;
     }
   }
   button.disabled = false;

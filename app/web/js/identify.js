@@ -3,7 +3,18 @@
 
 import { api } from "./api.js";
 import { lastHealth, refreshStatus } from "./status.js";
-import { $, dropZone, fmt, h, humanReason, photoCanvas, showMessage, uprightImage } from "./ui.js";
+import {
+  $,
+  describeThreshold,
+  dropZone,
+  fmt,
+  h,
+  humanReason,
+  photoCanvas,
+  showMessage,
+  thresholdOf,
+  uprightImage,
+} from "./ui.js";
 
 let generation = 0; // answers of an older photo never overwrite a newer one
 let answered = 0;
@@ -14,14 +25,20 @@ function done() {
   $("view-identify").dataset.answers = String(answered);
 }
 
+// "low_quality": the service made no guess; other reasons (below_threshold, empty_gallery)
+// are plain "unknown". Unknown reasons from a newer API are shown as they come.
+const FLAGGED = new Set(["low_quality"]);
+const PLAIN_UNKNOWN = new Set(["below_threshold", "empty_gallery"]);
+
 function faceLabel(face) {
   if (face.identity) return face.identity;
-  return face.reason ? `unknown (${humanReason(face.reason)})` : "unknown";
+  if (!face.reason || PLAIN_UNKNOWN.has(face.reason)) return "unknown";
+  return `unknown (${humanReason(face.reason)})`;
 }
 
 function faceKind(face) {
   if (face.identity) return "known";
-  return face.reason ? "flagged" : "unknown";
+  return FLAGGED.has(face.reason) ? "flagged" : "unknown";
 }
 
 const pct = (value, total) => `${(100 * value) / total}%`;
@@ -72,7 +89,7 @@ function candidateList(face, threshold) {
   const items = (face.candidates || []).map((c) =>
     h(
       "li",
-      { class: threshold != null && c.score >= threshold ? "above" : "below" },
+      { class: threshold && c.score >= threshold.value ? "above" : "below" },
       h("span", { class: "cand-name" }, c.identity),
       h("span", { class: "bar", "aria-hidden": "true" }, h("span", { class: "fill", dataset: { score: c.score } })),
       h("span", { class: "cand-score" }, fmt(c.score)),
@@ -139,7 +156,10 @@ async function identify(file) {
   showMessage(message, "");
   const { faces } = answer.value;
   const health = lastHealth() || (await refreshStatus());
-  const threshold = answer.value.threshold ?? health?.model?.threshold ?? null;
+  const threshold =
+    thresholdOf(answer.value.threshold) ??
+    thresholdOf(health?.identification) ??
+    thresholdOf(health?.model?.threshold);
   const stage = $("identify-stage");
   const list = $("identify-faces");
   drawStage(stage, picture.status === "fulfilled" ? picture.value : null, faces);
@@ -147,7 +167,7 @@ async function identify(file) {
   const known = faces.filter((f) => f.identity).length;
   $("identify-summary").textContent = faces.length
     ? `${faces.length} ${faces.length === 1 ? "face" : "faces"}, ${known} recognised` +
-      (threshold == null ? "" : ` · threshold ${fmt(threshold)}`)
+      (threshold ? ` · ${describeThreshold(threshold)}` : "")
     : "No face was found in this photo.";
   result.hidden = false;
   linkHover(stage, list);

@@ -1,7 +1,7 @@
 // The status bar: what /health says (model, engine, gallery size, threshold).
 
 import { health } from "./api.js";
-import { $, fmt } from "./ui.js";
+import { $, describeThreshold, fmt } from "./ui.js";
 
 let last = null;
 
@@ -18,10 +18,14 @@ export async function refreshStatus() {
     last = answer.body;
     const { model, gallery } = answer.body;
     bar.dataset.state = "ok";
+    // `identification`: the /identify threshold in force; model.threshold: /verify's.
+    const thresholds = answer.body.identification
+      ? `identify ${describeThreshold(answer.body.identification)} · verify threshold ${fmt(model.threshold)}`
+      : `threshold ${fmt(model.threshold)}`;
     text.textContent =
       `Ready · model ${model.name} v${model.version} · engine ${model.engine} · ` +
       `${plural(gallery.identities, "person", "people")}, ${plural(gallery.faces, "face", "faces")} · ` +
-      `threshold ${fmt(model.threshold)}`;
+      thresholds;
   } else if (answer.status === 503) {
     bar.dataset.state = "starting";
     text.textContent =

@@ -33,6 +33,22 @@ export function humanReason(reason) {
 }
 
 /**
+ * A threshold as the API gives it: a number, or {value, source, ...} (the /identify
+ * threshold in force). Returns {value, source} or null.
+ */
+export function thresholdOf(t) {
+  if (typeof t === "number") return { value: t, source: null };
+  if (t && typeof t.value === "number") return { value: t.value, source: t.source || null };
+  return null;
+}
+
+export function describeThreshold(t) {
+  const th = thresholdOf(t);
+  if (!th) return "";
+  return `threshold ${fmt(th.value)}${th.source ? ` (${th.source})` : ""}`;
+}
+
+/**
  * A drop zone around a file input: dropping files sets them on the input and fires
  * `onFiles(files)`, as choosing them does.
  */
