@@ -120,6 +120,9 @@ def create_app(
     )
     app.state.faceid = state
     install_error_handlers(app)
+    # Before any middleware that reads app.docs_url / app.redoc_url (install_docs sets them).
+    install_docs(app)
+    install_web(app)
 
     def body_limit(scope: Scope) -> int:
         images = 2 if scope.get("path", "").rstrip("/") == "/verify" else 1
@@ -135,8 +138,6 @@ def create_app(
     app.include_router(verify.router, dependencies=protected)
     app.include_router(embed.router, dependencies=protected)
     app.include_router(identities.router, dependencies=protected)
-    install_docs(app)
-    install_web(app)
     return app
 
 

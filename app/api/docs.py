@@ -36,6 +36,8 @@ from app.api.web import ASSETS_URL as WEB_ASSETS_URL
 
 DOCS_ASSETS_DIR = Path(fastapi_offline.__file__).resolve().parent / "static"
 DOCS_ASSETS_URL = "/docs-assets"
+#: Static third-party files (no data): a key check can let this prefix through.
+PUBLIC_PREFIXES = (f"{DOCS_ASSETS_URL}/",)
 DOCS_ASSETS = ("swagger-ui-bundle.js", "swagger-ui.css", "redoc.standalone.js")
 FAVICON = f"{WEB_ASSETS_URL}/favicon.svg"
 
@@ -116,3 +118,7 @@ def install_docs(
 
     app.include_router(router)
     app.mount(DOCS_ASSETS_URL, StaticFiles(directory=DOCS_ASSETS_DIR), name="docs-assets")
+    # FastAPI registered no pages of its own (its setup ran in __init__); the attributes now
+    # say where ours are, for code that asks the app (e.g. which paths are public).
+    app.docs_url, app.redoc_url = docs_url, redoc_url
+    app.swagger_ui_oauth2_redirect_url = redirect_url

@@ -15,6 +15,11 @@ from fastapi.staticfiles import StaticFiles
 
 WEB_DIR = Path(__file__).resolve().parent.parent / "web"
 ASSETS_URL = "/web"
+#: What a browser loads before it can send a key (page navigations carry no Authorization
+#: header): the page and its static assets, which hold no data. A key check must let these
+#: through or the page cannot load when keys are configured.
+PUBLIC_PATHS = frozenset({"/"})
+PUBLIC_PREFIXES = (f"{ASSETS_URL}/",)
 
 # The page may talk to its own origin only; photos are shown from blob: URLs, camera
 # frames from a MediaStream. Identity names are user input: the scripts never use innerHTML.

@@ -68,6 +68,11 @@ class Recorder:
     seen: list[str] = field(default_factory=list)
     sent: list[str] = field(default_factory=list)
     blocked: list[str] = field(default_factory=list)
+    # With ``page_key``, requests for these paths carry it as a Bearer token, as a proxy or
+    # browser extension would add it: documentation pages behind a key can then load, while
+    # API calls still need the page's own header (Swagger UI's "Authorize").
+    page_key: str | None = None
+    page_paths: tuple[str, ...] = ("/docs", "/redoc", "/openapi.json")
 
     def local(self, url: str) -> bool:
         return url.startswith(("data:", "blob:")) or same_origin(url, self.origin)
@@ -76,7 +81,11 @@ class Recorder:
         url = route.request.url
         self.seen.append(url)
         if self.local(url):
-            route.continue_()
+            if self.page_key and urlsplit(url).path.startswith(self.page_paths):
+                headers = {**route.request.headers, "authorization": f"Bearer {self.page_key}"}
+                route.continue_(headers=headers)
+            else:
+                route.continue_()
         else:
             self.sent.append(url)
             route.abort("internetdisconnected")

@@ -356,6 +356,7 @@ def test_phone_width_and_many_faces(session: Session, live_service: LiveService)
 
 
 def test_page_and_assets_are_served_by_the_service(live_service: LiveService) -> None:
+    """Without a key (a browser's page load sends none), although the service has keys."""
     page = httpx.get(f"{live_service.base}/", timeout=10)
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
     assert "default-src 'self'" in page.headers["content-security-policy"]
