@@ -12,7 +12,7 @@ from typing import Any
 
 import httpx
 import pytest
-from browserkit import LiveService, Session
+from browserkit import CHROMIUM, CHROMIUM_ARGS, OUTPUT, LiveService, Session
 from faceid_testkit import DATA, lfw
 from PIL import Image, ImageOps
 
@@ -365,3 +365,42 @@ def test_page_and_assets_are_served_by_the_service(live_service: LiveService) ->
     for asset in assets:
         assert httpx.get(f"{live_service.base}{asset}", timeout=10).status_code == 200, asset
     assert "http://" not in page.text and "https://" not in page.text
+
+
+FAKE_CAMERA = ["--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream"]
+
+
+def test_camera_photo_is_identified(browser: Any, live_service: LiveService) -> None:
+    """The camera button, with Chromium's fake camera (a moving test pattern, no face):
+    a frame is taken, uploaded as a JPEG and answered ("No face was found")."""
+    camera = browser.browser_type.launch(
+        executable_path=str(CHROMIUM),
+        args=[*CHROMIUM_ARGS, *FAKE_CAMERA],
+    )
+    try:
+        context = camera.new_context(viewport={"width": 1280, "height": 900})
+        context.grant_permissions(["camera"], origin=live_service.base)
+        page = context.new_page()
+        page.goto(f"{live_service.base}/#identify")
+        page.wait_for_selector("body[data-ready='true']")
+        page.fill("#api-key", live_service.key)
+        page.click("#key-save")
+        uploads: list[Any] = []
+        page.on("request", lambda r: uploads.append(r) if "/identify?" in r.url else None)
+        page.click("#camera-open")
+        page.wait_for_function("() => document.getElementById('camera-video').videoWidth > 0")
+        page.click("#camera-shoot")
+        page.wait_for_selector("#view-identify[data-answers='1']", state="attached")
+        assert page.inner_text("#identify-summary") == "No face was found in this photo."
+        # One upload, decoded by the service as a photo (a bad one would be an error message).
+        assert len(uploads) == 1
+        assert uploads[0].headers["content-type"].startswith("multipart/form-data")
+        assert page.locator("#identify-message").is_hidden()
+        shots = OUTPUT / "test_camera_photo_is_identified"
+        shots.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(shots / "camera.png"))
+        page.click("#camera-close")
+        assert page.locator("#camera").is_hidden()
+        context.close()
+    finally:
+        camera.close()
