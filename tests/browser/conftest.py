@@ -112,7 +112,10 @@ def session(
     page.set_default_timeout(60_000)
     shots = OUTPUT / request.node.name.replace("/", "_")
     shots.mkdir(parents=True, exist_ok=True)
+    crashes: list[str] = []  # uncaught exceptions in the page's scripts
+    page.on("pageerror", lambda error: crashes.append(str(error)))
     try:
         yield Session(page=page, recorder=recorder, shots=shots, base=live_service.base)
     finally:
         context.close()
+    assert crashes == [], f"the page threw: {crashes}"

@@ -4,6 +4,7 @@ rotation, the future per-face fields, and phone width. Each state is screenshott
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 import re
@@ -141,6 +142,23 @@ def test_enrol_identify_stranger_erase_and_error_in_words(
     assert session.recorder.foreign == []
 
 
+def drop_file(page: Any, zone: str, path: Path) -> None:
+    """Drop ``path`` onto ``zone`` as a person dragging it from a file manager would."""
+    page.evaluate(
+        """async ([zone, name, b64]) => {
+            const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+            const transfer = new DataTransfer();
+            transfer.items.add(new File([bytes], name, { type: "image/jpeg" }));
+            const target = document.querySelector(zone);
+            for (const type of ["dragenter", "dragover", "drop"]) {
+                target.dispatchEvent(new DragEvent(type, { bubbles: true, cancelable: true,
+                                                           dataTransfer: transfer }));
+            }
+        }""",
+        [zone, path.name, base64.b64encode(path.read_bytes()).decode()],
+    )
+
+
 def test_verify_two_photos(session: Session, live_service: LiveService) -> None:
     page = open_page(session, "verify", key=live_service.key)
     for a, b, verdict in [
@@ -151,7 +169,7 @@ def test_verify_two_photos(session: Session, live_service: LiveService) -> None:
             files = {"image_a": a.read_bytes(), "image_b": b.read_bytes()}
             expected = c.post("/verify", files=files).json()
         page.set_input_files("#verify-a", str(a))
-        page.set_input_files("#verify-b", str(b))
+        drop_file(page, "#verify-drop-b", b)  # the second one dropped
         page.click("#verify-submit")
         page.wait_for_selector("#verify-result:not([hidden])")
         text = page.inner_text("#verify-result")

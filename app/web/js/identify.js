@@ -51,6 +51,7 @@ function drawStage(stage, image, faces) {
     return;
   }
   const canvas = photoCanvas(image);
+  if (typeof image.close === "function") image.close(); // an ImageBitmap: free its pixels
   const width = Number(canvas.dataset.imageWidth);
   const height = Number(canvas.dataset.imageHeight);
   stage.append(canvas);

@@ -49,8 +49,8 @@ export function describeThreshold(t) {
 }
 
 /**
- * A drop zone around a file input: dropping files sets them on the input and fires
- * `onFiles(files)`, as choosing them does.
+ * A drop zone around a file input: dropping files calls `onFiles(files)`, as choosing
+ * them does (one file unless the input takes several).
  */
 export function dropZone(zone, input, onFiles) {
   input.addEventListener("change", () => {
@@ -68,12 +68,6 @@ export function dropZone(zone, input, onFiles) {
     const files = [...(event.dataTransfer?.files || [])];
     if (!files.length) return;
     onFiles(input.multiple ? files : files.slice(0, 1));
-  });
-  zone.addEventListener("keydown", (event) => {
-    if (event.key === "Enter" || event.key === " ") {
-      event.preventDefault();
-      input.click();
-    }
   });
 }
 
