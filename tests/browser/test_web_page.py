@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 from browserkit import CHROMIUM, CHROMIUM_ARGS, OUTPUT, LiveService, Session
-from faceid_testkit import DATA, lfw
+from faceid_testkit import DATA, blank_png, lfw
 from PIL import Image, ImageOps
 
 PERSON, NAME = "Al_Gore", "Al Gore"  # photos 1 and 2 enrolled, 3 identified
@@ -78,13 +78,17 @@ def test_enrol_identify_stranger_erase_and_error_in_words(
     # Enrol two photos of one person; each photo's outcome is listed.
     page.goto(f"{session.base}/#enrol")
     page.fill("#enrol-name", NAME)
-    page.set_input_files("#enrol-files", [str(lfw(PERSON, 1)), str(lfw(PERSON, 2))])
+    faceless = tmp_path / "wall.png"
+    faceless.write_bytes(blank_png())
+    page.set_input_files("#enrol-files", [str(lfw(PERSON, 1)), str(faceless), str(lfw(PERSON, 2))])
     page.click("#enrol-submit")
-    page.wait_for_selector("#enrol-message.ok")
-    assert page.inner_text("#enrol-message") == f"2 of 2 photos enrolled for {NAME}."
-    outcomes = page.locator("#enrol-outcomes .outcome.ok .outcome-text").all_inner_texts()
-    assert len(outcomes) == 2
-    assert all(re.fullmatch(rf"Enrolled as {NAME}, quality [01]\.\d\d", o) for o in outcomes)
+    page.wait_for_selector("#enrol-message.info")
+    assert page.inner_text("#enrol-message") == f"2 of 3 photos enrolled for {NAME}."
+    outcomes = page.locator("#enrol-outcomes .outcome .outcome-text").all_inner_texts()
+    assert len(outcomes) == 3
+    for i in (0, 2):
+        assert re.fullmatch(rf"Enrolled as {NAME}, quality [01]\.\d\d", outcomes[i]), outcomes
+    assert outcomes[1] == "No face found: nothing enrolled from this photo."
     page.wait_for_function(
         "() => document.getElementById('status-text').textContent.includes('1 person, 2 faces')"
     )
