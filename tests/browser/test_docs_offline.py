@@ -87,9 +87,6 @@ def test_docs_pages_name_no_other_origin(live_service: LiveService) -> None:
             and response.content == (DOCS_ASSETS_DIR / name).read_bytes()
         )
     spec = httpx.get(f"{live_service.base}/openapi.json", timeout=10).json()
-    assert spec["components"]["securitySchemes"]["HTTPBearer"] == {
-        "type": "http",
-        "scheme": "bearer",
-        "description": "An API key from FACEID_API_KEYS (only when keys are configured).",
-    }
+    bearer = spec["components"]["securitySchemes"]["HTTPBearer"]
+    assert (bearer["type"], bearer["scheme"]) == ("http", "bearer")
     assert {"HTTPBearer": []} in spec["paths"]["/identify"]["post"]["security"]
