@@ -25,6 +25,8 @@ from starlette.types import Scope
 
 from app.api import embed, health, identify, identities, metrics, verify
 from app.api.deps import require_api_key
+from app.api.docs import install_docs
+from app.api.web import install_web
 from app.errors import StartupError, install_error_handlers
 from app.guards import ApiKeyMiddleware, BodyGuardMiddleware
 from app.metrics import Metrics
@@ -117,9 +119,14 @@ def create_app(
         description=DESCRIPTION,
         lifespan=lifespan,
         generate_unique_id_function=operation_id,
+        docs_url=None,  # /docs and /redoc come from install_docs, with local assets
+        redoc_url=None,
     )
     app.state.faceid = state
     install_error_handlers(app)
+    # Before any middleware that reads app.docs_url / app.redoc_url (install_docs sets them).
+    install_docs(app)
+    install_web(app)
 
     def body_limit(scope: Scope) -> int:
         images = 2 if scope.get("path", "").rstrip("/") == "/verify" else 1

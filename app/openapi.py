@@ -74,8 +74,11 @@ def public_prefixes(app: FastAPI) -> tuple[str, ...]:
 
 
 def public_paths(app: FastAPI, settings: Settings) -> set[str]:
-    """Paths that answer without an API key."""
-    paths = {"/health", "/metrics"}
+    """Paths that answer without an API key: health, metrics and the web page (which asks
+    for the key itself); the docs too with ``FACEID_DOCS_PUBLIC``."""
+    from app.api import web
+
+    paths = {"/health", "/metrics", *web.PUBLIC_PATHS}
     if settings.docs_public:
         docs = (app.docs_url, app.redoc_url, app.openapi_url, app.swagger_ui_oauth2_redirect_url)
         paths.update(url for url in docs if url)

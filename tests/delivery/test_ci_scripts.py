@@ -194,3 +194,11 @@ def test_smoke_fails_when_the_service_misbehaves(fake_service, mode: str, compla
 def test_smoke_fails_when_nothing_listens() -> None:
     res = run_smoke("http://127.0.0.1:9")
     assert res.returncode != 0
+
+
+def test_ci_installs_chromium_before_the_tests_when_it_is_missing() -> None:
+    text = CI_RUN.read_text()
+    check = text.index("if [[ ! -x /usr/bin/chromium ]]")
+    install = text.index("apt-get install -y -qq chromium")
+    assert check < install < text.index("\nmake test")
+    assert '[[ "$(id -u)" -eq 0 ]] || SUDO=(sudo)' in text  # sudo only when not root

@@ -1,0 +1,88 @@
+// Enrol: a name and one or more photos; each photo's outcome is shown on its own line.
+
+import { api, encodeName } from "./api.js";
+import { refreshStatus } from "./status.js";
+import { $, dropZone, fmt, h, showMessage } from "./ui.js";
+
+let chosen = [];
+
+function thumbnail(file) {
+  const url = URL.createObjectURL(file);
+  const img = h("img", { class: "thumb", alt: "", src: url });
+  img.addEventListener("load", () => URL.revokeObjectURL(url), { once: true });
+  img.addEventListener("error", () => {
+    URL.revokeObjectURL(url);
+    img.classList.add("broken");
+  }, { once: true });
+  return img;
+}
+
+function outcomeRow(file) {
+  const status = h("span", { class: "outcome-text" }, "Waiting…");
+  const row = h("li", { class: "outcome pending" }, thumbnail(file), h("span", { class: "file-name" }, file.name), status);
+  return { row, status };
+}
+
+function showChosen() {
+  const caption = $("enrol-drop").querySelector("strong");
+  caption.textContent = chosen.length
+    ? `${chosen.length} ${chosen.length === 1 ? "photo" : "photos"} chosen`
+    : "Choose photos";
+  $("enrol-outcomes").replaceChildren(...chosen.map((f) => outcomeRow(f).row));
+}
+
+async function enrol(event) {
+  event.preventDefault();
+  const message = $("enrol-message");
+  const name = $("enrol-name").value.trim();
+  if (!name) return showMessage(message, "Type the person's name first.");
+  if (!chosen.length) return showMessage(message, "Choose at least one photo of them.");
+  showMessage(message, "");
+  const button = $("enrol-submit");
+  button.disabled = true;
+  const rows = chosen.map(outcomeRow);
+  $("enrol-outcomes").replaceChildren(...rows.map((r) => r.row));
+  let enrolled = 0;
+  for (const [i, file] of chosen.entries()) {
+    const { row, status } = rows[i];
+    status.textContent = "Enrolling…";
+    const form = new FormData();
+    form.append("image", file, file.name);
+    try {
+      const answer = await api("POST", `/identities/${encodeName(name)}/faces`, { form });
+      enrolled += 1;
+      const extra = answer.faces_detected > 1 ? ` (${answer.faces_detected} faces found; the largest was enrolled)` : "";
+      const quality = typeof answer.quality === "number" ? `, quality ${fmt(answer.quality, 2)}` : "";
+      status.textContent = `Enrolled as ${answer.identity}${extra}${quality}`;
+      row.className = "outcome ok";
+    } catch (err) {
+      const refused = err.code === "no_face" || err.code === "low_quality";
+      status.textContent =
+        err.code === "no_face"
+          ? "No face found: nothing enrolled from this photo."
+          : err.describe
+            ? err.describe()
+            : String(err);
+      row.className = `outcome ${refused ? "warn" : "error"}`;
+    }
+  }
+  button.disabled = false;
+  const total = chosen.length;
+  showMessage(
+    message,
+    `${enrolled} of ${total} ${total === 1 ? "photo" : "photos"} enrolled for ${name}.`,
+    enrolled === total ? "ok" : enrolled ? "info" : "error",
+  );
+  chosen = [];
+  $("enrol-drop").querySelector("strong").textContent = "Choose photos";
+  refreshStatus();
+}
+
+export function initEnrol() {
+  dropZone($("enrol-drop"), $("enrol-files"), (files) => {
+    chosen = files;
+    showMessage($("enrol-message"), "");
+    showChosen();
+  });
+  $("enrol-form").addEventListener("submit", enrol);
+}
