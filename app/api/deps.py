@@ -10,7 +10,8 @@ from fastapi import Depends, Path, Request, UploadFile
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from app.errors import ApiError
-from app.recognition import Recognizer
+from app.recognition import Recognizer, ThresholdInForce
+from app.schemas import ThresholdInfo
 from app.state import ServiceState
 from faces import AlignedFace
 
@@ -140,3 +141,14 @@ def face_fields(face: AlignedFace) -> dict[str, object]:
         "landmarks": [[round(float(x), 2), round(float(y), 2)] for x, y in face.landmarks],
         "quality": round(face.quality.score, 4),
     }
+
+
+def threshold_info(in_force: ThresholdInForce) -> ThresholdInfo:
+    """The identification threshold in force, as /health and /identify report it."""
+    return ThresholdInfo(
+        value=in_force.value,
+        source=in_force.source,  # type: ignore[arg-type]
+        target_fpir=in_force.target_fpir,
+        identities=in_force.identities,
+        faces=in_force.faces,
+    )

@@ -7,14 +7,13 @@ from typing import Annotated
 from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse
 
-from app.api.deps import get_state
+from app.api.deps import get_state, threshold_info
 from app.schemas import (
     GalleryInfo,
     HealthResponse,
     ModelInfo,
     QualityFloors,
     StartingResponse,
-    ThresholdInfo,
 )
 from app.state import ServiceState
 
@@ -47,13 +46,7 @@ async def health(
             engine=components.model.engine,
         ),
         gallery=GalleryInfo(identities=in_force.identities, faces=in_force.faces),
-        identification=ThresholdInfo(
-            value=in_force.value,
-            source=in_force.source,  # type: ignore[arg-type]
-            target_fpir=in_force.target_fpir,
-            identities=in_force.identities,
-            faces=in_force.faces,
-        ),
+        identification=threshold_info(in_force),
         quality_floors=QualityFloors(
             probe=recognizer.policy.probe_quality_floor,
             enroll=recognizer.policy.enroll_quality_floor,

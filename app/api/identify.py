@@ -6,8 +6,8 @@ from typing import Annotated
 
 from fastapi import APIRouter, File, Query, UploadFile
 
-from app.api.deps import Ready, face_fields, read_upload
-from app.schemas import Candidate, IdentifiedFace, IdentifyResponse, ThresholdInfo, error_responses
+from app.api.deps import Ready, face_fields, read_upload, threshold_info
+from app.schemas import Candidate, IdentifiedFace, IdentifyResponse, error_responses
 
 router = APIRouter(tags=["recognition"])
 
@@ -56,12 +56,6 @@ async def identify(
             )
             for f in result.faces
         ],
-        threshold=ThresholdInfo(
-            value=in_force.value,
-            source=in_force.source,  # type: ignore[arg-type]
-            target_fpir=in_force.target_fpir,
-            identities=in_force.identities,
-            faces=in_force.faces,
-        ),
+        threshold=threshold_info(in_force),
         model_version=recognizer.model_version,
     )
