@@ -75,8 +75,9 @@ def test_redoc_renders_offline(session: Session, live_service: LiveService) -> N
 def test_docs_pages_name_no_other_origin(live_service: LiveService) -> None:
     """The HTML itself points only at this service (no CDN, no Google fonts, no favicon from
     fastapi's site), the assets are served, and the OpenAPI declares the Bearer scheme."""
+    auth = {"Authorization": f"Bearer {live_service.key}"}
     for path in ("/docs", "/redoc"):
-        html = httpx.get(f"{live_service.base}{path}", timeout=10).text
+        html = httpx.get(f"{live_service.base}{path}", headers=auth, timeout=10).text
         urls = re.findall(r"""(?:src|href)=["']([^"']+)""", html)
         assert urls and all(u.startswith("/") for u in urls), urls
         assert "cdn." not in html and "googleapis" not in html and "tiangolo" not in html
@@ -86,7 +87,7 @@ def test_docs_pages_name_no_other_origin(live_service: LiveService) -> None:
             response.status_code == 200
             and response.content == (DOCS_ASSETS_DIR / name).read_bytes()
         )
-    spec = httpx.get(f"{live_service.base}/openapi.json", timeout=10).json()
+    spec = httpx.get(f"{live_service.base}/openapi.json", headers=auth, timeout=10).json()
     bearer = spec["components"]["securitySchemes"]["HTTPBearer"]
     assert (bearer["type"], bearer["scheme"]) == ("http", "bearer")
     assert {"HTTPBearer": []} in spec["paths"]["/identify"]["post"]["security"]

@@ -14,6 +14,7 @@ PROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
 # distribution → the module it is imported as
 MODULE = {
     "fastapi": "fastapi",
+    "fastapi-offline": "fastapi_offline",
     "uvicorn": "uvicorn",
     "pydantic": "pydantic",
     "pydantic-settings": "pydantic_settings",
