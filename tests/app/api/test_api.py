@@ -6,7 +6,6 @@ The tiny model cannot tell people apart, so matching is checked with the same ph
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -25,19 +24,8 @@ from faceid_testkit import (
 )
 from fastapi.testclient import TestClient
 
-from faces import FacePipeline
-
 AL_GORE = lfw("Al_Gore", 1)
 AGASSI = lfw("Andre_Agassi", 1)
-
-
-@pytest.fixture(scope="module")
-def client(
-    tiny_model_dir: Path, face_pipeline: FacePipeline, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[TestClient]:
-    settings = make_settings(tiny_model_dir, tmp_path_factory.mktemp("data"))
-    with running_app(settings, face_pipeline) as c:
-        yield c
 
 
 def enroll(client: TestClient, identity: str, path: Path) -> dict:  # type: ignore[type-arg]

@@ -27,7 +27,6 @@ from faceid_testkit import (
     lfw,
     live_server,
     make_settings,
-    running_app,
 )
 from fastapi.testclient import TestClient
 
@@ -46,15 +45,6 @@ def assert_envelope(response: httpx.Response, status: int, code: str) -> dict:  
     assert set(body) == {"error"} and body["error"]["code"] == code, body
     assert body["error"]["message"]
     return body
-
-
-@pytest.fixture(scope="module")
-def client(
-    tiny_model_dir: Path, face_pipeline: FacePipeline, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[TestClient]:
-    settings = make_settings(tiny_model_dir, tmp_path_factory.mktemp("data"))
-    with running_app(settings, face_pipeline) as c:
-        yield c
 
 
 # ------------------------------------------------------------ two files in one field

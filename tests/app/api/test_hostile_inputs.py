@@ -14,16 +14,13 @@ from __future__ import annotations
 import io
 import struct
 import zlib
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 
 import numpy as np
 import pytest
-from faceid_testkit import lfw, make_settings, png_bytes, running_app
+from faceid_testkit import lfw, png_bytes
 from fastapi.testclient import TestClient
 from PIL import Image
-
-from faces import FacePipeline
 
 FACE_PHOTO = lfw("Al_Gore", 1)
 FACE = "face"  # a decodable photo with a face
@@ -187,15 +184,6 @@ FIELDS = [
     ("/verify", "image_a"),
     ("/verify", "image_b"),
 ]
-
-
-@pytest.fixture(scope="module")
-def client(
-    tiny_model_dir: Path, face_pipeline: FacePipeline, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[TestClient]:
-    settings = make_settings(tiny_model_dir, tmp_path_factory.mktemp("hostile"))
-    with running_app(settings, face_pipeline) as c:
-        yield c
 
 
 def _outcome(path: str, response: object) -> str | ERROR:
