@@ -30,6 +30,21 @@ def main() -> None:
 
     import uvicorn
 
+    if settings.workers > 1:
+        # N processes on one socket; each builds the app from the environment
+        # (app.main:app) and follows the others' gallery changes.
+        uvicorn.run(
+            "app.main:app",
+            host=settings.host,
+            port=settings.port,
+            workers=settings.workers,
+            log_config=None,
+            access_log=False,
+            proxy_headers=False,
+            timeout_graceful_shutdown=10,
+        )
+        return
+
     from app.main import create_app
     from app.server import server_config
 
