@@ -42,6 +42,9 @@ def main() -> None:
             access_log=False,
             proxy_headers=False,
             timeout_graceful_shutdown=10,
+            # Loading TensorFlow and converting the model can hold the GIL for seconds at a
+            # time on a busy machine; uvicorn's default 5 s would kill a starting worker.
+            timeout_worker_healthcheck=120,
         )
         return
 

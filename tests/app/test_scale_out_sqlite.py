@@ -83,7 +83,7 @@ def test_eight_concurrent_clients_leave_both_galleries_equal_to_the_file(
 @contextmanager
 def paused(pid: int) -> Iterator[None]:
     """SIGSTOP one worker so that the other accepts every new connection (briefly: the
-    uvicorn supervisor replaces a worker that misses its 5 s health check)."""
+    uvicorn supervisor replaces a worker that misses its health check, 120 s here)."""
     os.kill(pid, signal.SIGSTOP)
     try:
         yield
