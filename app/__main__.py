@@ -33,6 +33,7 @@ def main() -> None:
     if settings.workers > 1:
         # N processes on one socket; each builds the app from the environment
         # (app.main:app) and follows the others' gallery changes.
+        checked.store.close()  # each worker opens (and checks) the gallery again
         uvicorn.run(
             "app.main:app",
             host=settings.host,
