@@ -117,13 +117,30 @@ def throughput(
         tempfile.TemporaryDirectory(prefix="faceid-prop-") as tmp,
         live_service(extra_env={"FACEID_DATA_DIR": tmp, "FACEID_WORKERS": str(workers)}) as svc,
     ):
+        # /health answered 200 once one worker was ready: wait until every worker is.
+        _all_workers_ready(svc, workers)
         enrolled = enroll(svc, people)["enrolled"]
+        if enrolled != len(people):
+            raise RuntimeError(f"enrolled {enrolled} of {len(people)} people")
         time.sleep(1.0)  # every worker has followed the enrollments
         drive(svc, photos, clients, 2 * clients, 60)  # warm-up: reaches both workers
         run = drive(svc, photos, clients, requests, 120)
     run["workers"] = workers
     run["enrolled"] = enrolled
     return run
+
+
+def _all_workers_ready(svc: Service, workers: int, timeout: float = 600.0) -> None:
+    """Until 10 × ``workers`` health checks in a row, each on a new connection, answer 200."""
+    import httpx
+
+    streak, deadline = 0, time.monotonic() + timeout
+    while streak < 10 * workers:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"not every one of {workers} workers became ready")
+        ok = httpx.get(f"{svc.url}/health", timeout=10).status_code == 200
+        streak = streak + 1 if ok else 0
+        time.sleep(0.05 if ok else 1.0)
 
 
 def markdown(result: dict[str, Any]) -> str:
