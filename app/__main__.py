@@ -34,18 +34,15 @@ def main() -> None:
         # N processes on one socket; each builds the app from the environment
         # (app.main:app) and follows the others' gallery changes.
         checked.store.close()  # each worker opens (and checks) the gallery again
+        from app.server import server_options
+
         uvicorn.run(
             "app.main:app",
-            host=settings.host,
-            port=settings.port,
             workers=settings.workers,
-            log_config=None,
-            access_log=False,
-            proxy_headers=False,
-            timeout_graceful_shutdown=10,
             # Loading TensorFlow and converting the model can hold the GIL for seconds at a
             # time on a busy machine; uvicorn's default 5 s would kill a starting worker.
             timeout_worker_healthcheck=120,
+            **server_options(settings),
         )
         return
 
