@@ -30,6 +30,22 @@ def main() -> None:
 
     import uvicorn
 
+    if settings.workers > 1:
+        # N processes on one socket; each builds the app from the environment
+        # (app.main:app) and follows the others' gallery changes.
+        checked.store.close()  # each worker opens (and checks) the gallery again
+        from app.server import server_options
+
+        uvicorn.run(
+            "app.main:app",
+            workers=settings.workers,
+            # Loading TensorFlow and converting the model can hold the GIL for seconds at a
+            # time on a busy machine; uvicorn's default 5 s would kill a starting worker.
+            timeout_worker_healthcheck=120,
+            **server_options(settings),
+        )
+        return
+
     from app.main import create_app
     from app.server import server_config
 

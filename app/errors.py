@@ -16,6 +16,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
+from app.gallery.storage import StorageUnavailable
 from faces import ImageError
 
 _METHODS = ("DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT")
@@ -113,6 +114,16 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     return error_response(exc.status_code, code, detail, headers)
 
 
+async def _storage_unavailable(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StorageUnavailable)
+    return error_response(
+        503,
+        "storage_unavailable",
+        "The gallery database is unreachable; nothing was changed. Retry shortly.",
+        {"Retry-After": "2"},
+    )
+
+
 async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     problems = [
@@ -129,3 +140,4 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ImageError, _image_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StorageUnavailable, _storage_unavailable)

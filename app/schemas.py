@@ -41,6 +41,15 @@ class ModelInfo(BaseModel):
 class GalleryInfo(BaseModel):
     identities: int = Field(examples=[2])
     faces: int = Field(examples=[5])
+    storage: Literal["sqlite", "postgresql"] = Field(
+        default="sqlite", description="Where the gallery is kept (FACEID_DATABASE_URL)."
+    )
+    change_seq: int = Field(
+        default=0,
+        examples=[7],
+        description="Last gallery change-log sequence number this process has applied; "
+        "a replica with a lower number than its peers is behind.",
+    )
 
 
 class ThresholdInfo(BaseModel):
@@ -68,7 +77,11 @@ class QualityFloors(BaseModel):
 
 
 class HealthResponse(BaseModel):
-    status: Literal["ok"] = "ok"
+    status: Literal["ok", "degraded"] = Field(
+        default="ok",
+        description="`degraded`: the gallery database is unreachable; identification "
+        "answers from memory, enrollment and deletion answer 503 `storage_unavailable`.",
+    )
     model: ModelInfo
     gallery: GalleryInfo
     identification: ThresholdInfo
@@ -186,6 +199,7 @@ def error_responses(*statuses: int) -> dict[int | str, dict[str, object]]:
         413: "too_large: upload bytes or decoded pixels over the limit",
         415: "unsupported_media_type: not JPEG, PNG, WebP, BMP or PGM/PPM",
         422: "validation_error / invalid_identity / no_face / low_quality",
-        503: "starting: the model is still loading",
+        503: "starting: the model is still loading; storage_unavailable: the gallery "
+        "database is unreachable (nothing was changed)",
     }
     return {s: {"model": ErrorResponse, "description": descriptions[s]} for s in statuses}

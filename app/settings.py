@@ -154,6 +154,29 @@ class Settings(BaseSettings):
         le=100_000,
         description="Open connections at most; one more is answered 503 and closed.",
     )
+    database_url: str | None = Field(
+        default=None,
+        description="postgresql://user:password@host:port/db: keep the gallery in this "
+        "PostgreSQL database, shared by every process and replica that names it. Unset: "
+        "the SQLite file <data_dir>/gallery.sqlite3.",
+        repr=False,
+    )
+    workers: int = Field(
+        default=1,
+        ge=1,
+        le=64,
+        description="Service processes `python -m app` runs (uvicorn workers on one port); "
+        "they share the gallery and follow each other's changes. Each holds its own model "
+        "and gallery copy in memory.",
+    )
+    sync_poll_ms: float = Field(
+        default=250.0,
+        ge=10.0,
+        le=60_000.0,
+        description="How often each process polls the gallery's change log for other "
+        "processes' enrollments and erasures (PostgreSQL also wakes it at once by "
+        "NOTIFY); bounds how stale another process's view can be.",
+    )
     log_level: LogLevel = Field(default="INFO", description="Log level of the JSON-lines logs.")
     host: str = Field(default="127.0.0.1", description="Address `python -m app` binds.")
     port: int = Field(default=8000, ge=0, le=65535, description="Port `python -m app` binds.")
@@ -165,6 +188,20 @@ class Settings(BaseSettings):
             return ()
         if isinstance(value, str):
             return tuple(k.strip() for k in value.split(",") if k.strip())
+        return value
+
+    @field_validator("database_url", mode="before")
+    @classmethod
+    def _blank_url(cls, value: object) -> object:
+        if isinstance(value, str) and not value.strip():
+            return None
+        return value
+
+    @field_validator("database_url", mode="after")
+    @classmethod
+    def _postgres_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("postgresql://", "postgres://")):
+            raise ValueError("must be a postgresql:// URL")
         return value
 
     @field_validator("log_level", mode="before")

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from app.gallery.service import GalleryService
-from app.gallery.store import GalleryStore
+from app.gallery.storage import GalleryStorage, open_storage
 from app.inference.batcher import MicroBatcher
 from app.inference.model import EmbeddingModel, load_card
 from app.metrics import Metrics
@@ -37,19 +37,21 @@ class Preflight:
     """What the fast startup checks produced: the card and the opened gallery database."""
 
     card: ModelCard
-    store: GalleryStore
+    store: GalleryStorage
 
 
 def preflight(settings: Settings) -> Preflight:
     """Read the model card and open the gallery; raises ``StartupError``."""
     card = load_card(settings.model_dir)
-    store = GalleryStore(settings.gallery_path, card.model_id, card.embedding_dim)
+    store = open_storage(
+        settings.database_url, settings.gallery_path, card.model_id, card.embedding_dim
+    )
     log.info(
         "model card and gallery checked",
         extra={
             "model": card.model_id,
             "model_dir": str(settings.model_dir),
-            "gallery": str(settings.gallery_path),
+            "gallery": store.location,
         },
     )
     return Preflight(card, store)
@@ -90,6 +92,7 @@ def _load(
         ann_min_faces=settings.ann_min_faces,
         search_threads=settings.search_threads,
     )
+    gallery.start_sync(settings.sync_poll_ms / 1000)  # follow other processes' changes
     log.info(
         "model loaded and warmed up",
         extra={

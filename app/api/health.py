@@ -30,14 +30,17 @@ async def health(
     state: Annotated[ServiceState, Depends(get_state)],
 ) -> HealthResponse | JSONResponse:
     """200 once the model is loaded and warmed up; 503 `{"status": "starting"}` before.
-    Reports the /identify threshold in force and the gallery size it was computed for."""
+    Reports the /identify threshold in force and the gallery size it was computed for;
+    `status` is `degraded` while the gallery database is unreachable."""
     components = state.components
     if components is None:
         status = "failed" if state.failed else "starting"
         return JSONResponse({"status": status}, status_code=503, headers={"Retry-After": "2"})
     card, recognizer = components.card, components.recognizer
     in_force = recognizer.threshold()
+    gallery = components.gallery
     return HealthResponse(
+        status="ok" if gallery.storage_ok else "degraded",
         model=ModelInfo(
             name=card.name,
             version=card.version,
@@ -45,7 +48,12 @@ async def health(
             threshold=recognizer.policy.verify_threshold,
             engine=components.model.engine,
         ),
-        gallery=GalleryInfo(identities=in_force.identities, faces=in_force.faces),
+        gallery=GalleryInfo(
+            identities=in_force.identities,
+            faces=in_force.faces,
+            storage="postgresql" if gallery.store.engine == "postgresql" else "sqlite",
+            change_seq=gallery.change_seq,
+        ),
         identification=threshold_info(in_force),
         quality_floors=QualityFloors(
             probe=recognizer.policy.probe_quality_floor,

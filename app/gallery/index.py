@@ -104,6 +104,11 @@ class GalleryIndex:
         with self._lock:
             return {name: len(self._rows_of_code[code]) for name, code in self._code_of.items()}
 
+    def face_ids(self) -> set[str]:
+        """The ids of every enrolled face (a snapshot)."""
+        with self._lock:
+            return set(self._face_ids)
+
     def __contains__(self, face_id: object) -> bool:
         return face_id in self._row_of
 

@@ -23,6 +23,7 @@ from faceid_testkit import (
     write_card,
 )
 from fastapi.testclient import TestClient
+from pydantic import ValidationError
 
 from app.errors import StartupError
 from app.gallery.store import GalleryStore
@@ -52,6 +53,7 @@ def test_settings_defaults_and_environment(monkeypatch: pytest.MonkeyPatch) -> N
     assert (defaults.host, defaults.port, defaults.log_level) == ("127.0.0.1", 8000, "INFO")
     assert defaults.ann_min_faces == 0 and defaults.search_threads == 0
     assert defaults.min_face_size == 40
+    assert (defaults.database_url, defaults.workers, defaults.sync_poll_ms) == (None, 1, 250.0)
     monkeypatch.setenv("FACEID_API_KEYS", " a ,b,, ")
     monkeypatch.setenv("FACEID_THRESHOLD", "0.3")
     monkeypatch.setenv("FACEID_PORT", "9001")
@@ -59,11 +61,25 @@ def test_settings_defaults_and_environment(monkeypatch: pytest.MonkeyPatch) -> N
     monkeypatch.setenv("FACEID_MODEL_DIR", "model_store/other/2")
     monkeypatch.setenv("FACEID_ANN_MIN_FACES", "500000")
     monkeypatch.setenv("FACEID_MIN_FACE_SIZE", "20")
+    monkeypatch.setenv("FACEID_DATABASE_URL", "postgresql://u:p@db:5432/faceid")
+    monkeypatch.setenv("FACEID_WORKERS", "3")
     configured = Settings()
+    assert configured.database_url == "postgresql://u:p@db:5432/faceid"
+    assert configured.workers == 3 and "u:p@" not in repr(configured)
     assert configured.ann_min_faces == 500_000 and configured.min_face_size == 20
     assert configured.api_keys == ("a", "b") and configured.auth_enabled
     assert (configured.threshold, configured.port, configured.log_level) == (0.3, 9001, "DEBUG")
     assert configured.model_dir == REPO_ROOT / "model_store" / "other" / "2"
+
+
+def test_a_database_url_that_is_not_postgresql_is_a_configuration_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("FACEID_DATABASE_URL", "mysql://u@db/faceid")
+    with pytest.raises(ValidationError, match="postgresql://"):
+        Settings()
+    monkeypatch.setenv("FACEID_DATABASE_URL", "")
+    assert Settings().database_url is None
 
 
 def test_threshold_override_replaces_the_cards(
@@ -132,7 +148,9 @@ def test_restart_keeps_the_gallery(
         client.post("/identities/Someone Else/faces", files=image_file(lfw("Al_Gore")))
         assert client.delete("/identities/Someone Else").status_code == 204
     with running_app(settings, face_pipeline) as client:
-        assert client.get("/health").json()["gallery"] == {"identities": 1, "faces": 1}
+        gallery = client.get("/health").json()["gallery"]
+        assert (gallery["identities"], gallery["faces"]) == (1, 1)
+        assert gallery["change_seq"] == 3  # add, add, remove: the log is read at startup
         detail = client.get("/identities/Ai Sugiyama").json()
         assert [f["face_id"] for f in detail["faces"]] == [enrolled.json()["face_id"]]
         face = client.post("/identify", files=image_file(PHOTO)).json()["faces"][0]
@@ -236,7 +254,7 @@ def test_python_m_app_survives_kill_9_and_uvicorn_entry_point_serves_it(
     try:
         _wait_health(proc, base)
         health = httpx.get(f"{base}/health").json()
-        assert health["gallery"] == {"identities": 1, "faces": 1}
+        assert (health["gallery"]["identities"], health["gallery"]["faces"]) == (1, 1)
         detail = httpx.get(f"{base}/identities/Ai Sugiyama").json()
         assert detail["faces"][0]["face_id"] == enrolled.json()["face_id"]
         found = httpx.post(f"{base}/identify", files=image_file(PHOTO), timeout=60).json()

@@ -88,3 +88,38 @@ def test_commented_gpu_variant_is_valid() -> None:
     assert "gpu" in devices[0]["capabilities"]
     assert named_volume_at_data(gpu) == named_volume_at_data(service())
     assert gpu["restart"] == "unless-stopped"
+
+
+def test_scale_profile_runs_postgres_two_replicas_and_nginx() -> None:
+    services = compose()["services"]
+    scale = {name for name, svc in services.items() if "scale" in (svc.get("profiles") or [])}
+    assert scale == {"postgres", "faceid-replica", "nginx"}
+    assert "profiles" not in service(), "the single-process service stays the default"
+
+    replica = services["faceid-replica"]
+    assert replica["deploy"]["replicas"] == 2
+    assert replica["build"] == service()["build"]
+    url = replica["environment"]["FACEID_DATABASE_URL"]
+    assert re.fullmatch(
+        r"postgresql://faceid:\$\{FACEID_DB_PASSWORD:-faceid\}@postgres:5432/faceid", url
+    )
+    assert replica["environment"]["FACEID_API_KEYS"].startswith("${FACEID_API_KEYS")
+    assert replica["depends_on"]["postgres"]["condition"] == "service_healthy"
+    assert replica["healthcheck"]["test"][1:] == healthcheck_cmd()
+    assert "ports" not in replica, "replicas are reached through nginx only"
+
+    db = services["postgres"]
+    assert db["image"].startswith("postgres:")
+    assert db["environment"]["POSTGRES_PASSWORD"] == "${FACEID_DB_PASSWORD:-faceid}"
+    assert "pg_isready" in db["healthcheck"]["test"]
+    assert "pgdata" in (compose().get("volumes") or {})
+
+    proxy = services["nginx"]
+    assert proxy["image"].startswith("nginx:")
+    assert [str(p) for p in proxy["ports"]] == ["127.0.0.1:8080:80"]
+    mount = proxy["volumes"][0].split(":")
+    conf = (ROOT / mount[0]).read_text()
+    assert mount[1] == "/etc/nginx/conf.d/default.conf"
+    assert "server faceid-replica:8000" in conf and "proxy_pass http://faceid;" in conf
+    size = re.search(r"client_max_body_size (\d+)m;", conf)
+    assert size and int(size.group(1)) > 20, "/verify takes two 10 MiB images"

@@ -24,6 +24,7 @@ MODULE = {
     "prometheus-client": "prometheus_client",
     "usearch": "usearch",
     "numkong": "numkong",
+    "psycopg": "psycopg",
     "h5py": "h5py",
     "matplotlib": "matplotlib",
     "pyyaml": "yaml",

@@ -29,7 +29,14 @@ def test_enrollments_survive_reopening_and_reload_into_the_index(tmp_path: Path)
     conn = sqlite3.connect(db)
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     cols = [r[1] for r in conn.execute("PRAGMA table_info(faces)")]
-    assert cols == ["face_id", "identity", "embedding", "model_version", "created_at"]
+    assert cols == [
+        "face_id",
+        "identity",
+        "embedding",
+        "model_version",
+        "created_at",
+        "content_hash",
+    ]
     conn.close()
 
     reopened = GalleryService.open(GalleryStore(db, "m/1", 8))

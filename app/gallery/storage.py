@@ -1,0 +1,151 @@
+"""The gallery's storage interface, shared by its two engines.
+
+``FACEID_DATABASE_URL`` unset: the SQLite file ``<data_dir>/gallery.sqlite3``
+(``app.gallery.store.GalleryStore``). ``FACEID_DATABASE_URL=postgresql://…``: a PostgreSQL
+database (``app.gallery.pg.PostgresStore``) that several service processes, containers or
+machines share.
+
+Both engines hold the same three tables (schema version ``SCHEMA_VERSION``, created or
+migrated by the service at startup):
+
+- ``faces``: one row per enrolled face (``face_id``, ``identity``, ``embedding`` float32
+  bytes, ``model_version``, ``created_at``, and a nullable ``content_hash``);
+- ``changes``: the ordered change log, one row per added or removed face (``seq``, ``op``
+  ``'add'``/``'remove'``, ``face_id``), written in the same transaction as the change.
+  It names faces by their random id only, so erasing a person leaves no name and no
+  embedding in it. Writers are serialised, so ``seq`` order is commit order and a reader
+  that has applied every change up to ``seq`` never misses a later one;
+- ``schema_version``: one row, the version of the schema.
+
+Every process keeps the whole gallery in memory and tails ``changes`` from the last
+sequence number it applied (``app.gallery.service.GalleryService``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal, Protocol
+
+import numpy as np
+
+SCHEMA_VERSION = 2
+"""1: faces only (SQLite ``PRAGMA user_version``); 2: + ``content_hash``, ``changes`` and
+``schema_version``."""
+
+ChangeOp = Literal["add", "remove"]
+
+
+class StorageUnavailable(RuntimeError):
+    """The gallery database cannot be reached (answered as 503 ``storage_unavailable``)."""
+
+
+@dataclass(frozen=True)
+class FaceRecord:
+    face_id: str
+    identity: str
+    model_version: str
+    created_at: str
+
+
+@dataclass(frozen=True)
+class GalleryRows:
+    """Every stored face, ready for ``GalleryIndex.add_many``."""
+
+    face_ids: list[str]
+    identities: list[str]
+    embeddings: np.ndarray  # float32 N×D
+
+
+@dataclass(frozen=True)
+class Change:
+    """One entry of the change log. For an ``add`` whose face still exists, ``identity``
+    and ``embedding`` are the face's; for an ``add`` of a face erased since, both are
+    None (a later ``remove`` follows in the log)."""
+
+    seq: int
+    op: ChangeOp
+    face_id: str
+    identity: str | None = None
+    embedding: np.ndarray | None = None
+
+
+class GalleryStorage(Protocol):
+    """What the gallery service needs from a database engine. Every method may raise
+    ``StorageUnavailable``; writes are atomic (all or nothing)."""
+
+    model_version: str
+    embedding_dim: int
+    engine: str  # "sqlite" or "postgresql"
+    location: str  # where, for messages (a path, or a URL without its password)
+
+    def check_model_version(self) -> None:
+        """Raise StartupError when the stored faces were made by another model."""
+        ...
+
+    def snapshot(self) -> tuple[GalleryRows, int]:
+        """Every stored face and the sequence number of the last change they include,
+        read in one consistent snapshot."""
+        ...
+
+    def changes_since(self, seq: int, limit: int = 1000) -> list[Change]:
+        """Up to ``limit`` changes after ``seq``, in order."""
+        ...
+
+    def wait_for_changes(self, timeout: float) -> None:
+        """Block until another process may have written a change, or ``timeout`` s."""
+        ...
+
+    def count(self) -> tuple[int, int]:
+        """(identities, faces)."""
+        ...
+
+    def list_identities(self, limit: int, offset: int) -> tuple[list[tuple[str, int]], int]:
+        """A page of (identity, faces) ordered by name, and the total number of identities."""
+        ...
+
+    def faces_of(self, identity: str) -> list[FaceRecord]:
+        """The faces of one identity, oldest first (empty if unknown)."""
+        ...
+
+    def add_face(self, face_id: str, identity: str, embedding: np.ndarray, created_at: str) -> int:
+        """Insert one face and its change; returns the change's sequence number."""
+        ...
+
+    def delete_identity(self, identity: str) -> list[str]:
+        """Erase every face of ``identity``; returns the erased face ids."""
+        ...
+
+    def delete_face(self, identity: str, face_id: str) -> bool:
+        """Erase one face of ``identity``; False if there is no such face."""
+        ...
+
+    def ping(self) -> None:
+        """Raise StorageUnavailable when the database cannot be reached."""
+        ...
+
+    def close(self) -> None:
+        """Release the connections."""
+        ...
+
+
+def check_embedding(embedding: np.ndarray, dim: int) -> np.ndarray:
+    """``embedding`` as contiguous float32 of ``dim`` values (ValueError otherwise)."""
+    vector = np.ascontiguousarray(embedding, dtype=np.float32).reshape(-1)
+    if vector.shape[0] != dim:
+        raise ValueError(f"embedding has {vector.shape[0]} values, expected {dim}")
+    return vector
+
+
+def open_storage(
+    database_url: str | None, sqlite_path: Path, model_version: str, embedding_dim: int
+) -> GalleryStorage:
+    """PostgreSQL when ``database_url`` is set, else the SQLite file ``sqlite_path``;
+    raises StartupError when it cannot be opened, migrated or holds another model's faces."""
+    if database_url:
+        from app.gallery.pg import PostgresStore
+
+        return PostgresStore(database_url, model_version, embedding_dim)
+    from app.gallery.store import GalleryStore
+
+    return GalleryStore(sqlite_path, model_version, embedding_dim)
