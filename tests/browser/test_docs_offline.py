@@ -13,10 +13,12 @@ import re
 
 import httpx
 from browserkit import LiveService, Session
+from faceid_testkit import LFW
 
 from app.api.docs import DOCS_ASSETS, DOCS_ASSETS_DIR
 
 REDOCLY_LOGO = "https://cdn.redoc.ly/redoc/logo-mini.svg"
+FACE_PHOTO = LFW / "Al_Gore" / "Al_Gore_0001.jpg"
 
 
 def test_swagger_ui_renders_offline_and_authorize_takes_the_key(
@@ -50,6 +52,19 @@ def test_swagger_ui_renders_offline_and_authorize_takes_the_key(
     status.wait_for()
     assert status.inner_text().strip() == "200"
     session.shot("docs-authorized-call")
+
+    # Swagger UI's file picker still works for upload fields (format: binary, issue 17):
+    # a photo chosen in it is sent as bytes and /embed finds its face.
+    embed = page.locator(".opblock.opblock-post", has_text="/embed").first
+    embed.locator(".opblock-summary").click()
+    embed.get_by_role("button", name="Try it out").click()
+    embed.locator("input[type=file]").first.set_input_files(str(FACE_PHOTO))
+    embed.get_by_role("button", name="Execute").click()
+    status = embed.locator(".live-responses-table .response .response-col_status").first
+    status.wait_for()
+    assert status.inner_text().strip() == "200"
+    assert '"quality"' in embed.locator(".live-responses-table .response").first.inner_text()
+    session.shot("docs-file-upload")
 
     assert session.recorder.foreign == [], session.recorder.foreign
     requested = {url.removeprefix(session.base) for url in session.recorder.seen}
