@@ -88,9 +88,17 @@ def test_load_quick(tmp_path: Path) -> None:
             assert 0 < x["latency"]["p50_ms"] <= x["latency"]["p99_ms"]
             assert x["server_peak_rss_mb"] > 50 and x["server_cores_busy"] >= 0
     if not NO_PEER:
-        for p in r["peer"].values():
-            assert p["images"] == 12 and p["images_per_s"] > 0
-        assert len(r["headline"]) == 2 and all("×" in h for h in r["headline"])
+        # face_recognition ran at every concurrency, one worker process per usable core.
+        assert r["peer_processes"] == r["machine"]["usable_cores"]
+        for runs in r["peer"].values():
+            assert [p["clients"] for p in runs] == [1, 4]
+            for p in runs:
+                assert p["images"] == 12 and p["images_per_s"] > 0
+                assert p["processes"] == r["peer_processes"]
+                assert 0 < p["latency"]["p50_ms"] <= p["latency"]["p99_ms"]
+        assert len(r["headline"]) == 2 and all("c=4" in h and "×" in h for h in r["headline"])
+        md = (tmp_path / "load.md").read_text()
+        assert f"{r['peer_processes']} worker processes" in md and "ratio" in md
 
 
 @pytest.mark.slow
