@@ -119,6 +119,8 @@ async def build(
         max_size=settings.batch_max_size,
         max_wait_ms=settings.batch_max_wait_ms,
         observer=metrics.observe_batch,
+        # no waiting for companions while no other upload is being detected
+        more_coming=lambda: recognizer.detecting > 0,
     )
     batcher.start()
     recognizer = Recognizer(
