@@ -94,16 +94,23 @@ def crop_and_resize(image: np.ndarray, boxes: np.ndarray, size: int) -> np.ndarr
 
     top, bottom, y_lerp, y_ok = axis(boxes[:, 0], boxes[:, 2], h)
     left, right, x_lerp, x_ok = axis(boxes[:, 1], boxes[:, 3], w)
-    t_rows, b_rows = top[:, :, None], bottom[:, :, None]
+    # Gather the four neighbours as rows of the flattened image (np.take is about twice
+    # as fast as 2-D fancy indexing here), then interpolate along x, then along y.
+    flat = image.reshape(-1, image.shape[2])
+    t_rows, b_rows = (top * w)[:, :, None], (bottom * w)[:, :, None]
     l_cols, r_cols = left[:, None, :], right[:, None, :]
-    top_left, top_right = image[t_rows, l_cols], image[t_rows, r_cols]
-    bottom_left, bottom_right = image[b_rows, l_cols], image[b_rows, r_cols]
-    xl = x_lerp[:, None, :, None]
+    top_left = np.take(flat, (t_rows + l_cols).ravel(), axis=0)
+    top_right = np.take(flat, (t_rows + r_cols).ravel(), axis=0)
+    bottom_left = np.take(flat, (b_rows + l_cols).ravel(), axis=0)
+    bottom_right = np.take(flat, (b_rows + r_cols).ravel(), axis=0)
+    grid = (len(boxes), size, size)
+    xl = np.broadcast_to(x_lerp[:, None, :], grid).reshape(-1, 1)
+    yl = np.broadcast_to(y_lerp[:, :, None], grid).reshape(-1, 1)
     upper = top_left + (top_right - top_left) * xl
     lower = bottom_left + (bottom_right - bottom_left) * xl
-    out = upper + (lower - upper) * y_lerp[:, :, None, None]
+    out = (upper + (lower - upper) * yl).reshape(*grid, image.shape[2])
     mask = (y_ok[:, :, None] & x_ok[:, None, :])[..., None]
-    return np.where(mask, out, np.float32(0.0)).astype(np.float32)
+    return np.where(mask, out, np.float32(0.0)).astype(np.float32, copy=False)
 
 
 def _sort_desc(boxes: np.ndarray, column: int = 5) -> np.ndarray:
