@@ -32,7 +32,9 @@ import argparse
 import contextlib
 import json
 import os
+import shutil
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -259,7 +261,8 @@ def markdown(result: dict[str, Any]) -> str:
         f"Machine: {machine_line(result['machine'])}; load {result.get('load_after')} at end",
         f"Command: `{result['command']}`",
         f"Gallery: {result['gallery']}",
-        f"Cores: the service (one process) and its load generator share the {cores} usable "
+        f"Cores: the service ({result.get('service_workers', 1)} process(es)) and its load "
+        f"generator share the {cores} usable "
         f"cores; face_recognition runs {result.get('peer_processes')} worker processes on "
         "the same cores, fed the same photos at the same concurrency right after each "
         "service run.",
@@ -384,6 +387,13 @@ def main(argv: list[str] | None = None) -> int:
         default=0,
         help="face_recognition worker processes (0: one per usable core)",
     )
+    ap.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="service worker processes (uvicorn --workers; the gallery is enrolled first "
+        "through one process, then read by all)",
+    )
     ap.add_argument("--quick", action="store_true", help="12 photos/set, c=1,4, 12 requests")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args(argv)
@@ -406,9 +416,21 @@ def main(argv: list[str] | None = None) -> int:
         result["peer_name"] = PEER_NAME
         result["peer_processes"] = peer_processes
         result["peer"] = {}
-    with live_service(args.url, model_dir=args.model_dir, api_key=args.api_key) as service:
+    result["service_workers"] = args.workers
+    data_dir = Path(tempfile.mkdtemp(prefix="faceid-load-")) if args.workers > 1 else None
+    if data_dir is not None:  # enrol through one process, then serve with several
+        with live_service(model_dir=args.model_dir, data_dir=data_dir) as one:
+            e = enroll(one, chosen["enrolled"])
+    with live_service(
+        args.url,
+        model_dir=args.model_dir,
+        api_key=args.api_key,
+        data_dir=data_dir,
+        workers=args.workers,
+    ) as service:
         result["model"] = service.health.get("model")
-        e = enroll(service, chosen["enrolled"])
+        if data_dir is None:
+            e = enroll(service, chosen["enrolled"])
         result["gallery"] = f"{e['enrolled']} LFW people enrolled (1 photo each)"
         result["enroll_failed"] = e["enroll_failed"]
         for set_name, paths in chosen["sets"].items():
@@ -429,6 +451,8 @@ def main(argv: list[str] | None = None) -> int:
             result["service"][set_name] = [_median_run(ours[c]) for c in levels]
             if not args.no_peer:
                 result["peer"][set_name] = [_median_run(theirs[c]) for c in levels]
+    if data_dir is not None:
+        shutil.rmtree(data_dir, ignore_errors=True)
     result["load_after"] = round(os.getloadavg()[0], 2)
     summarise(result)
     write_results(out_dir, "load", result, markdown(result))

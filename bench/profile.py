@@ -20,6 +20,7 @@ for the timing), ``lite`` (default) the TensorFlow Lite path.
 
     python -m bench.profile                       # 100 photos per set
     python -m bench.profile --detector reference  # the "before" profile
+    python -m bench.profile --detector reference --url http://127.0.0.1:8001  # an older build
 """
 
 from __future__ import annotations
@@ -245,6 +246,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--detector", choices=["lite", "reference"], default="lite")
     ap.add_argument("--seconds", type=float, default=20.0, help="loaded run per set")
     ap.add_argument("--no-http", action="store_true", help="skip the live-service part")
+    ap.add_argument(
+        "--url", default=None, help="time this running service (empty gallery) instead"
+    )
     ap.add_argument("--quick", action="store_true", help="8 photos per set, 3 s loaded")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args(argv)
@@ -301,7 +305,7 @@ def main(argv: list[str] | None = None) -> int:
         store.close()
     if not args.no_http:
         env = {"FACEID_DETECTOR": args.detector}
-        with live_service(extra_env=env) as service:
+        with live_service(args.url, extra_env=env) as service:
             enroll(service, chosen["enrolled"])
             for set_name, paths in chosen["sets"].items():
                 photos = [p.read_bytes() for p in paths]
