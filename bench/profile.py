@@ -246,9 +246,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--detector", choices=["lite", "reference"], default="lite")
     ap.add_argument("--seconds", type=float, default=20.0, help="loaded run per set")
     ap.add_argument("--no-http", action="store_true", help="skip the live-service part")
-    ap.add_argument(
-        "--url", default=None, help="time this running service (empty gallery) instead"
-    )
+    ap.add_argument("--url", default=None, help="time this running service (empty gallery) instead")
     ap.add_argument("--quick", action="store_true", help="8 photos per set, 3 s loaded")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args(argv)
