@@ -235,6 +235,21 @@ def _peer_row(r: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def cpu_ms_per_image(r: dict[str, Any]) -> float | None:
+    """Our CPU per answered image: the server's CPU plus the load generator's."""
+    if not r.get("ok") or r.get("server_cores_busy") is None:
+        return None
+    server_s = r["server_cores_busy"] * r["wall_s"]
+    return round((server_s + r["client_cpu_s"]) / r["ok"] * 1000, 1)
+
+
+def peer_cpu_ms_per_image(r: dict[str, Any]) -> float | None:
+    """face_recognition's CPU (all its worker processes) per image."""
+    if not r.get("images_per_s") or r.get("cores_busy") is None:
+        return None
+    return round(r["cores_busy"] / r["images_per_s"] * 1000, 1)
+
+
 def markdown(result: dict[str, Any]) -> str:
     rows = []
     for set_name, runs in result["service"].items():
@@ -286,13 +301,22 @@ def markdown(result: dict[str, Any]) -> str:
             row |= {f"fr {k}": v for k, v in _peer_row(r).items()}
             if mine and r["images_per_s"]:
                 row["ratio"] = round(mine["images_per_s"] / r["images_per_s"], 2)
+                ours_cpu, fr_cpu = cpu_ms_per_image(mine), peer_cpu_ms_per_image(r)
+                row["ours CPU ms/img"], row["fr CPU ms/img"] = ours_cpu, fr_cpu
+                if ours_cpu and fr_cpu:
+                    row["CPU ratio"] = round(fr_cpu / ours_cpu, 2)
             cmp_rows.append(row)
     if cmp_rows:
         lines += [
             "",
             f"Equal cores: face_recognition with {result.get('peer_processes')} worker "
             f"processes ({result.get('peer_name')}; every face encoded) vs the service, "
-            "per concurrency (fr = face_recognition)",
+            "per concurrency (fr = face_recognition). `ratio`: images/s over images/s. "
+            "`CPU ratio`: face_recognition's CPU time per image over ours (server plus load "
+            "generator): what the throughput ratio becomes when both sides get the same "
+            "CPU time, which a machine shared with other jobs does not guarantee (the "
+            "scheduler shares CPU per thread, and the two sides run different numbers of "
+            "threads).",
             "",
             md_table(cmp_rows, list(dict.fromkeys(k for r in cmp_rows for k in r))),
         ]
@@ -314,10 +338,16 @@ def summarise(result: dict[str, Any]) -> None:
         ours, peer = by_c[c], peer_by_c.get(c)
         if peer and peer["images_per_s"]:
             ratio = ours["images_per_s"] / peer["images_per_s"]
+            ours_cpu, fr_cpu = cpu_ms_per_image(ours), peer_cpu_ms_per_image(peer)
+            cpu_note = (
+                f"; CPU per image {ours_cpu} ms vs {fr_cpu} ms = {fr_cpu / ours_cpu:.2f}×"
+                if ours_cpu and fr_cpu
+                else ""
+            )
             head.append(
                 f"{set_name}: {ours['images_per_s']} img/s vs {peer['images_per_s']} img/s "
                 f"(c={c}, face_recognition {result.get('peer_processes')} processes) = "
-                f"{ratio:.2f}×"
+                f"{ratio:.2f}×{cpu_note}"
             )
             targ.append(
                 f"{set_name} c={c} ratio {ratio:.2f}× vs ≥ {TARGET_RATIO}×: "

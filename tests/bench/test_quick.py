@@ -129,3 +129,38 @@ def test_open_set_quick(tmp_path: Path) -> None:
     assert res["enrolment"].get("enrolled", 0) >= 6  # LFW photos: nearly all enrol
     assert res["mated_probes"] + res["stranger_probes"] > 0
     assert 0.0 <= res["fpir"] <= 1.0 and len(res["thresholds_seen"]) == 1
+
+
+@pytest.mark.slow
+@needs_data
+@needs_model
+def test_profile_quick(tmp_path: Path) -> None:
+    r = run_quick("bench.profile", tmp_path, timeout=900)
+    check_machine(r["machine"])
+    assert r["detector"] == "lite"
+    for s in r["sets"].values():
+        assert s["images"] == 8
+        cpu = s["cpu_ms"]
+        for stage in ("decode", "detect", "align", "model", "gallery search", "json"):
+            assert cpu[stage] > 0, stage
+        # the P-Net levels, R-Net and O-Net are timed inside detection, and add up to less
+        detection = [v for k, v in s["wall_ms"].items() if k.startswith("detect.")]
+        assert any(k.startswith("detect.pnet.net.level0") for k in s["wall_ms"])
+        assert 0 < sum(detection) <= s["wall_ms"]["detect"] * 1.05
+        assert s["batching_wait_ms"] >= 0 and s["http_p50_ms"] > 0
+        assert s["loaded_images_per_s"] > 0
+
+
+@pytest.mark.slow
+@needs_data
+@needs_model
+def test_equivalence_quick(tmp_path: Path) -> None:
+    r = run_quick("bench.equivalence", tmp_path, timeout=900)
+    summary = r["summary"]
+    assert summary["faces (reference)"] > 40
+    assert summary["images whose face count differs"] == 0
+    assert summary["max box difference px"] < 1.0
+    assert summary["min embedding cosine (reference vs lite)"] > 0.999
+    ref, lite = r["rows"]
+    assert (ref["detector"], lite["detector"]) == ("reference", "lite")
+    assert ref["no face"] == lite["no face"]
