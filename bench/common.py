@@ -316,6 +316,9 @@ def live_service(
                 *(sys.executable, "-m", "uvicorn", "app.main:create_app", "--factory"),
                 *("--host", "127.0.0.1", "--port", str(port), "--workers", str(workers)),
                 *("--log-level", "warning", "--no-access-log"),
+                # a worker converting its models for a minute on a busy machine must not
+                # be taken for dead (uvicorn's default: 5 s, then it restarts the worker)
+                *("--timeout-worker-healthcheck", "600"),
             ]
         proc = subprocess.Popen(
             command,
