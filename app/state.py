@@ -80,9 +80,7 @@ def _load(
     model = EmbeddingModel(settings.model_dir, card, engine=settings.engine)
     model.warm_up(tuple(sorted({1, settings.batch_max_size})))
     if pipeline is None:
-        detector = FaceDetector(
-            min_face_size=settings.min_face_size, backend=settings.detector
-        )
+        detector = FaceDetector(min_face_size=settings.min_face_size, backend=settings.detector)
         pipeline = FacePipeline(detector, max_pixels=settings.max_pixels)
     rng = np.random.default_rng(0)
     pipeline.faces_in_pixels(np.zeros((160, 160, 3), dtype=np.uint8))

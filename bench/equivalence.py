@@ -46,12 +46,12 @@ def main(argv: list[str] | None = None) -> int:
         args.pairs = 40
     out_dir = args.out or (RESULTS / "quick" if args.quick else RESULTS)
 
-    from app.faces import ALIGNED_SIZE, FaceDetector, align_face, decode_image
-    from app.inference.model import EmbeddingModel, read_card
+    from app.inference.model import EmbeddingModel, load_card
     from app.settings import Settings
+    from faces import ALIGNED_SIZE, FaceDetector, align_face, decode_image
 
     settings = Settings()
-    card = read_card(settings.model_dir)
+    card = load_card(settings.model_dir)
     model = EmbeddingModel(settings.model_dir, card, engine=settings.engine)
     detectors = {
         name: FaceDetector(min_face_size=settings.min_face_size, backend=name)

@@ -52,7 +52,7 @@ from bench.load import choose_photos, drive, enroll
 
 @contextlib.contextmanager
 def reference_timers(detector: Any) -> Iterator[Callable[[], None]]:
-    """Wrap mtcnn 1.0.0's stage functions so that they report to ``app.faces.timing``.
+    """Wrap mtcnn 1.0.0's stage functions so that they report to ``faces.timing``.
 
     Yields a function that restarts the P-Net level count (call it before each photo).
     """
@@ -60,7 +60,7 @@ def reference_timers(detector: Any) -> Iterator[Callable[[], None]]:
     import mtcnn.stages.stage_pnet as sp
     import mtcnn.stages.stage_rnet as sr
 
-    from app.faces.timing import stage
+    from faces.timing import stage
 
     patched: list[tuple[Any, str, Any]] = []
     level = [0]
@@ -113,9 +113,10 @@ def profile_set(
 ) -> dict[str, Any]:
     """Per-stage mean wall and CPU ms per image over ``paths`` (after 3 untimed photos)."""
     from app.api.deps import face_fields
-    from app.faces.align import ALIGNED_SIZE, align_face
-    from app.faces.timing import recording, stage
-    from app.schemas import Candidate, IdentifiedFace, IdentifyResponse
+    from app.schemas import Candidate, IdentifiedFace, IdentifyResponse, ThresholdInfo
+    from faces import AlignedFace
+    from faces.align import ALIGNED_SIZE, align_face
+    from faces.timing import recording, stage
 
     wall: Counter[str] = Counter()
     cpu: Counter[str] = Counter()
@@ -128,11 +129,14 @@ def profile_set(
                 pixels = pipeline.decode(data).pixels
             with stage("detect"):
                 detections = pipeline.detector.detect(pixels)[:20]
-            with stage("align"):
-                crops = [align_face(pixels, d.landmarks, ALIGNED_SIZE)[0] for d in detections]
-            if crops:
+            with stage("align + quality"):
+                faces = [
+                    AlignedFace(detection=d, crop=align_face(pixels, d.landmarks, ALIGNED_SIZE)[0])
+                    for d in detections
+                ]
+            if faces:
                 with stage("model"):
-                    emb = model.embed(np.stack(crops))
+                    emb = model.embed(np.stack([f.crop for f in faces]))
                 with stage("gallery search"):
                     matches = gallery.search(emb, 5)
             else:
@@ -146,8 +150,11 @@ def profile_set(
                             score=c[0][1] if c else None,
                             candidates=[Candidate(identity=n, score=s) for n, s in c],
                         )
-                        for f, c in zip(_faces(detections, crops), matches, strict=False)
+                        for f, c in zip(faces, matches, strict=False)
                     ],
+                    threshold=ThresholdInfo(
+                        value=0.5, source="card", target_fpir=None, identities=1, faces=1
+                    ),
                     model_version="x",
                 ).model_dump_json()
                 assert body
@@ -164,12 +171,6 @@ def profile_set(
         "wall_ms": {k: round(v / n * 1000, 3) for k, v in wall.items()},
         "cpu_ms": {k: round(v / n * 1000, 3) for k, v in cpu.items()},
     }
-
-
-def _faces(detections: list[Any], crops: list[np.ndarray]) -> list[Any]:
-    from app.faces import AlignedFace
-
-    return [AlignedFace(detection=d, crop=c) for d, c in zip(detections, crops, strict=True)]
 
 
 def batching_wait_ms(model: Any, crops_per_photo: list[np.ndarray], max_wait_ms: float) -> float:
@@ -254,15 +255,15 @@ def main(argv: list[str] | None = None) -> int:
         args.photos, args.enroll, args.seconds = 8, 5, 3.0
     out_dir = args.out or (RESULTS / "quick" if args.quick else RESULTS)
 
-    from app.faces import FaceDetector, FacePipeline
     from app.gallery.service import GalleryService
     from app.gallery.store import GalleryStore
-    from app.inference.model import EmbeddingModel, read_card
+    from app.inference.model import EmbeddingModel, load_card
     from app.settings import Settings
+    from faces import FaceDetector, FacePipeline
 
     settings = Settings()
     chosen = choose_photos(args.data, args.photos, args.enroll)
-    card = read_card(settings.model_dir)
+    card = load_card(settings.model_dir)
     model = EmbeddingModel(settings.model_dir, card, engine=settings.engine)
     detector = FaceDetector(min_face_size=settings.min_face_size, backend=args.detector)
     pipeline = FacePipeline(detector, max_pixels=settings.max_pixels)

@@ -11,22 +11,15 @@ a pyramid that stops at the last level still 12 px wide (``_scale_pyramid``), so
 pyramid level at ``12 / min_face_size`` of the photo.
 
 MTCNN 1.0.0 calls its three Keras networks eagerly, once per pyramid scale, which makes
-<<<<<<< HEAD:faces/detect.py
 detection Python-bound. We compile each network once with ``tf.function`` and a
 shape-polymorphic signature, so a call is one graph execution with no retracing and
 without holding the GIL: several times faster (docs/BENCHMARKS.md), and concurrent
 requests can detect in parallel.
-=======
-detection Python-bound (about 80 ms for a 250×250 photo on one core). We compile each
-network once with ``tf.function`` and a shape-polymorphic signature, so a call is one
-graph execution with no retracing and without holding the GIL: about 3× faster, and
-concurrent requests can detect in parallel.
 
 That compiled library path is the ``reference`` backend. The default ``lite`` backend
-(``app/faces/mtcnn_lite.py``) runs the same weights and algorithm with the three networks
-in TensorFlow Lite (XNNPACK) and the resizing, cropping and box handling in NumPy: the
-same faces (boxes and landmarks within a pixel, tested) in a fraction of the time.
->>>>>>> d3c0529 (Detector backend 'lite' (default): mtcnn 1.0.0's weights and algorithm with its three networks in TensorFlow Lite/XNNPACK and pyramid resize, patch crops and NMS in NumPy — same faces, boxes and landmarks within a pixel of the reference path (tested), about a third of its CPU; FACEID_DETECTOR=reference keeps the library's path):app/faces/detect.py
+(``faces/mtcnn_lite.py``) runs the same weights and algorithm with the three networks in
+TensorFlow Lite (XNNPACK) and the resizing, cropping and box handling in NumPy: the same
+faces (boxes and landmarks within a pixel, tested) for less than half the CPU.
 """
 
 from __future__ import annotations

@@ -141,7 +141,7 @@ def test_profile_quick(tmp_path: Path) -> None:
     for s in r["sets"].values():
         assert s["images"] == 8
         cpu = s["cpu_ms"]
-        for stage in ("decode", "detect", "align", "model", "gallery search", "json"):
+        for stage in ("decode", "detect", "align + quality", "model", "gallery search", "json"):
             assert cpu[stage] > 0, stage
         # the P-Net levels, R-Net and O-Net are timed inside detection, and add up to less
         detection = [v for k, v in s["wall_ms"].items() if k.startswith("detect.")]

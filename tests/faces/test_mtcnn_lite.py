@@ -15,9 +15,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from app.settings import REPO_ROOT
 from faces import ALIGNED_SIZE, FaceDetector, align_face, decode_image
 from faces.mtcnn_lite import area_resize, crop_and_resize, nms, square
-from app.settings import REPO_ROOT
 
 DATA = Path(os.environ.get("FACEID_TEST_DATA", REPO_ROOT.parent / "shared" / "data"))
 REAL_MODEL_DIR = REPO_ROOT / "model_store" / "faceid" / "2"
