@@ -277,10 +277,14 @@ def markdown(result: dict[str, Any]) -> str:
         f"Command: `{result['command']}`",
         f"Gallery: {result['gallery']}",
         f"Cores: the service ({result.get('service_workers', 1)} process(es)) and its load "
-        f"generator share the {cores} usable "
-        f"cores; face_recognition runs {result.get('peer_processes')} worker processes on "
-        "the same cores, fed the same photos at the same concurrency right after each "
-        "service run.",
+        f"generator share the {cores} usable cores"
+        + (
+            f"; face_recognition runs {result['peer_processes']} worker processes on the "
+            "same cores, fed the same photos at the same concurrency right after each "
+            "service run."
+            if result.get("peer_processes")
+            else "."
+        ),
         "",
         "Service (loopback HTTP, multipart upload, top_k=5)",
         "",
