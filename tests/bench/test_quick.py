@@ -26,11 +26,13 @@ needs_data = pytest.mark.skipif(not (DATA / "lfw").is_dir(), reason=f"no dataset
 needs_model = pytest.mark.skipif(not MODEL.exists(), reason="no shipped model in model_store/")
 
 
-def run_quick(module: str, out: Path, *extra: str, timeout: int = 600) -> dict:
+def run_quick(
+    module: str, out: Path, *extra: str, timeout: int = 600, stem: str | None = None
+) -> dict:
     cmd = [sys.executable, "-m", module, "--quick", "--out", str(out), *extra]
     p = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=timeout)
     assert p.returncode == 0, f"{' '.join(cmd)} failed:\n{p.stdout[-2000:]}\n{p.stderr[-4000:]}"
-    stem = module.rsplit(".", 1)[1]
+    stem = stem or module.rsplit(".", 1)[1]
     assert (out / f"{stem}.md").read_text().startswith("###")
     return json.loads((out / f"{stem}.json").read_text())
 
@@ -135,7 +137,7 @@ def test_open_set_quick(tmp_path: Path) -> None:
 @needs_data
 @needs_model
 def test_profile_quick(tmp_path: Path) -> None:
-    r = run_quick("bench.profile", tmp_path, timeout=900)
+    r = run_quick("bench.profile", tmp_path, timeout=900, stem="profile-lite")
     check_machine(r["machine"])
     assert r["detector"] == "lite"
     for s in r["sets"].values():
