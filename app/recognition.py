@@ -167,6 +167,7 @@ class Recognizer:
         self.policy = policy
         self._detect_pool = detect_pool
         self._dim = policy.card.embedding_dim
+        self.detecting = 0  # uploads in decode/detect/align now (the batcher asks)
 
     @property
     def model_version(self) -> str:
@@ -182,7 +183,13 @@ class Recognizer:
     async def find_faces(self, data: bytes, route: str, max_faces: int | None) -> list[AlignedFace]:
         """Decode, detect, align and assess in the detection threads (raises ImageError)."""
         loop = asyncio.get_running_loop()
-        faces = await loop.run_in_executor(self._detect_pool, self._faces_blocking, data, max_faces)
+        self.detecting += 1  # event-loop thread only: no lock needed
+        try:
+            faces = await loop.run_in_executor(
+                self._detect_pool, self._faces_blocking, data, max_faces
+            )
+        finally:
+            self.detecting -= 1
         self.metrics.faces_per_request.labels(route).observe(len(faces))
         return faces
 

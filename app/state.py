@@ -82,7 +82,7 @@ def _load(
     model = EmbeddingModel(settings.model_dir, card, engine=settings.engine)
     model.warm_up(tuple(sorted({1, settings.batch_max_size})))
     if pipeline is None:
-        detector = FaceDetector(min_face_size=settings.min_face_size)
+        detector = FaceDetector(min_face_size=settings.min_face_size, backend=settings.detector)
         pipeline = FacePipeline(detector, max_pixels=settings.max_pixels)
     rng = np.random.default_rng(0)
     pipeline.faces_in_pixels(np.zeros((160, 160, 3), dtype=np.uint8))
@@ -120,6 +120,8 @@ async def build(
         max_size=settings.batch_max_size,
         max_wait_ms=settings.batch_max_wait_ms,
         observer=metrics.observe_batch,
+        # no waiting for companions while no other upload is being detected
+        more_coming=lambda: recognizer.detecting > 0,
     )
     batcher.start()
     recognizer = Recognizer(

@@ -272,12 +272,17 @@ def live_service(
     api_key: str | None = None,
     extra_env: dict[str, str] | None = None,
     startup_timeout_s: float = 300.0,
+    data_dir: Path | None = None,
+    workers: int = 1,
 ) -> Iterator[Service]:
     """Yield a healthy service.
 
     With ``url`` (an already-running service) nothing is started; otherwise
     ``python -m app`` is started on a free loopback port with a fresh temporary data
-    directory (empty gallery), and is stopped (SIGTERM, then SIGKILL) on exit.
+    directory (empty gallery) or ``data_dir``, and is stopped (SIGTERM, then SIGKILL) on
+    exit. ``workers`` > 1 runs ``uvicorn app.main:create_app --factory --workers N``
+    instead: N processes, each with its own model and its own copy of the gallery read at
+    startup (enrolments made through one are not seen by the others, so enrol first).
     """
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
     if url:
@@ -292,7 +297,7 @@ def live_service(
         {
             "FACEID_HOST": "127.0.0.1",
             "FACEID_PORT": str(port),
-            "FACEID_DATA_DIR": str(tmp / "data"),
+            "FACEID_DATA_DIR": str(data_dir or tmp / "data"),
             "FACEID_LOG_LEVEL": env.get("FACEID_LOG_LEVEL", "WARNING"),
             "TF_CPP_MIN_LOG_LEVEL": "2",
         }
@@ -305,8 +310,18 @@ def live_service(
     env.update(extra_env or {})
     log_path = tmp / "service.log"
     with open(log_path, "wb") as log:
+        command = [sys.executable, "-m", "app"]
+        if workers > 1:
+            command = [
+                *(sys.executable, "-m", "uvicorn", "app.main:create_app", "--factory"),
+                *("--host", "127.0.0.1", "--port", str(port), "--workers", str(workers)),
+                *("--log-level", "warning", "--no-access-log"),
+                # a worker converting its models for a minute on a busy machine must not
+                # be taken for dead (uvicorn's default: 5 s, then it restarts the worker)
+                *("--timeout-worker-healthcheck", "600"),
+            ]
         proc = subprocess.Popen(
-            [sys.executable, "-m", "app"],
+            command,
             cwd=REPO,
             env=env,
             stdout=log,
@@ -317,6 +332,8 @@ def live_service(
     try:
         try:
             health = wait_healthy(base, startup_timeout_s, proc)
+            if workers > 1:  # the first ready worker answers: wait until every one does
+                _wait_all_ready(base, 10 * workers, startup_timeout_s)
         except Exception:
             tail = log_path.read_text(errors="replace")[-3000:]
             print(f"--- service log tail ({log_path}) ---\n{tail}", file=sys.stderr)
@@ -325,6 +342,24 @@ def live_service(
     finally:
         _stop(proc)
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _wait_all_ready(url: str, in_a_row: int, timeout_s: float) -> None:
+    """Poll ``/health`` on fresh connections until ``in_a_row`` answers in a row are 200
+    (several worker processes share the port; a loading one answers 503)."""
+    import httpx
+
+    deadline = time.monotonic() + timeout_s
+    ok = 0
+    while ok < in_a_row:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"not every worker of {url} became ready")
+        try:
+            ok = ok + 1 if httpx.get(url + "/health", timeout=5.0).status_code == 200 else 0
+        except httpx.HTTPError:
+            ok = 0
+        if not ok:
+            time.sleep(0.5)
 
 
 def _stop(proc: subprocess.Popen) -> None:

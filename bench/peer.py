@@ -112,8 +112,12 @@ def run_peer(
     jitters: int = 1,
     all_faces: bool = False,
     timeout_s: float | None = None,
+    processes: int = 1,
+    clients: int = 1,
 ) -> dict[str, Any]:
-    """Run face_recognition over ``paths`` in one peer process.
+    """Run face_recognition over ``paths``: in one peer process (default), or with
+    ``processes`` > 1 / ``clients`` > 1 in a pool of that many worker processes fed by
+    ``clients`` concurrent senders (``seconds`` is then each image's latency).
 
     Returns {"summary": {...}, "encodings": N×128 (NaN rows = no face), "n_faces",
     "seconds", "detect_s", "encode_s", "boxes"}.
@@ -139,6 +143,8 @@ def run_peer(
         ]
         if all_faces:
             cmd.append("--all-faces")
+        if processes > 1 or clients > 1:
+            cmd += ["--processes", str(processes), "--clients", str(clients)]
         env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
         proc = subprocess.run(
             cmd, capture_output=True, text=True, timeout=timeout_s, env=env, check=False

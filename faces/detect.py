@@ -15,12 +15,18 @@ detection Python-bound. We compile each network once with ``tf.function`` and a
 shape-polymorphic signature, so a call is one graph execution with no retracing and
 without holding the GIL: several times faster (docs/BENCHMARKS.md), and concurrent
 requests can detect in parallel.
+
+That compiled library path is the ``reference`` backend. The default ``lite`` backend
+(``faces/mtcnn_lite.py``) runs the same weights and algorithm with the three networks in
+TensorFlow Lite (XNNPACK) and the resizing, cropping and box handling in NumPy: the same
+faces (boxes and landmarks within a pixel, tested) for less than half the CPU.
 """
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import Literal
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -30,6 +36,7 @@ from PIL import Image
 DEFAULT_MAX_SIDE = 640
 DEFAULT_MIN_FACE_SIZE = 40
 DEFAULT_MIN_SCORE = 0.9
+Backend = Literal["lite", "reference"]
 
 
 @dataclass(frozen=True)
@@ -67,6 +74,7 @@ class FaceDetector:
         max_side: int = DEFAULT_MAX_SIDE,
         min_face_size: int = DEFAULT_MIN_FACE_SIZE,
         min_score: float = DEFAULT_MIN_SCORE,
+        backend: Backend = "lite",
     ) -> None:
         if min_face_size < 12:
             raise ValueError("min_face_size must be at least 12 (PNet's window)")
@@ -77,12 +85,31 @@ class FaceDetector:
         mtcnn.stages.stage_pnet.build_scale_pyramid = _scale_pyramid
 
         self._mtcnn = MTCNN(device="CPU:0")
+        self.backend = backend
+        self._lite = None
+        if backend == "lite":
+            from faces.mtcnn_lite import LiteMTCNN
+
+            self._lite = LiteMTCNN([stage._model for stage in self._mtcnn.stages])
+        elif backend != "reference":
+            raise ValueError(f"unknown detector backend {backend!r}")
         spec = tf.TensorSpec(shape=[None, None, None, 3], dtype=tf.float32)
         for stage in self._mtcnn.stages:
             stage._model = tf.function(stage._model, input_signature=[spec])
         self.max_side = max_side
         self.min_face_size = min_face_size
         self.min_score = min_score
+
+    def raw_detections(self, rgb: np.ndarray) -> np.ndarray:
+        """mtcnn's N×16 rows (image id, x1, y1, x2, y2, score, 5 x, 5 y) for an image
+        already at detection size, every score, in the backend's order."""
+        if self._lite is not None:
+            scales = _scale_pyramid(rgb.shape[1], rgb.shape[0], self.min_face_size, 0.709)
+            return self._lite.detect(rgb, scales)
+        raw = self._mtcnn.detect_faces(
+            rgb, output_type="numpy", box_format="xyxy", min_face_size=self.min_face_size
+        )
+        return np.asarray(raw, dtype=np.float64).reshape(-1, 16)
 
     def detect(self, rgb: np.ndarray) -> list[DetectedFace]:
         """Detect faces in an H×W×3 uint8 RGB array, largest first."""
@@ -95,10 +122,7 @@ class FaceDetector:
             small = np.asarray(Image.fromarray(rgb).resize(size, Image.Resampling.BILINEAR))
         if min(small.shape[:2]) < self.min_face_size:  # no pyramid level fits PNet
             return []
-        raw = self._mtcnn.detect_faces(
-            small, output_type="numpy", box_format="xyxy", min_face_size=self.min_face_size
-        )
-        raw = np.asarray(raw, dtype=np.float64).reshape(-1, 16)
+        raw = self.raw_detections(small)
         faces = []
         for row in raw:
             score = float(row[5])

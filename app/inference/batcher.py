@@ -6,6 +6,11 @@ since the first, stacks them, and runs ONE model call in a worker thread, off th
 loop. While that call runs, new faces queue up and form the next batch, so under load
 batches fill by themselves. A request with more faces than ``max_size`` simply spans
 several batches.
+
+``more_coming`` (optional) says whether any other request could still add faces soon
+(the service passes "some upload is being decoded or detected right now"); when it says
+no, the collector does not wait out ``max_wait_ms`` for companions that cannot come, so a
+lone request (one client) goes straight to the model.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ log = logging.getLogger("faceid.batcher")
 
 EmbedFn = Callable[[np.ndarray], np.ndarray]
 BatchObserver = Callable[[int, int, float], None]  # faces, requests, seconds
+MoreComing = Callable[[], bool]
 
 
 @dataclass
@@ -43,6 +49,7 @@ class MicroBatcher:
         max_size: int = 32,
         max_wait_ms: float = 5.0,
         observer: BatchObserver | None = None,
+        more_coming: MoreComing | None = None,
     ) -> None:
         if max_size < 1:
             raise ValueError("max_size must be >= 1")
@@ -50,6 +57,7 @@ class MicroBatcher:
         self.max_size = max_size
         self.max_wait = max(0.0, max_wait_ms) / 1000.0
         self._observer = observer
+        self._more_coming = more_coming
         self._queue: asyncio.Queue[_Pending] | None = None
         self._task: asyncio.Task[None] | None = None
         self._executor: ThreadPoolExecutor | None = None
@@ -112,13 +120,23 @@ class MicroBatcher:
                 batch.append(queue.get_nowait())
                 continue
             remaining = deadline - loop.time()
-            if remaining <= 0:
+            if remaining <= 0 or not self._may_grow():
                 break
             try:
                 batch.append(await asyncio.wait_for(queue.get(), remaining))
             except TimeoutError:
                 break
         return [item for item in batch if not item.future.done()]
+
+    def _may_grow(self) -> bool:
+        """Whether waiting can bring more faces (always, without ``more_coming``)."""
+        if self._more_coming is None:
+            return True
+        try:
+            return bool(self._more_coming())
+        except Exception:  # a broken hint must not stall batching
+            log.exception("more_coming failed")
+            return True
 
     async def _run(self) -> None:
         assert self._queue is not None

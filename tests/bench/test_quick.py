@@ -26,11 +26,13 @@ needs_data = pytest.mark.skipif(not (DATA / "lfw").is_dir(), reason=f"no dataset
 needs_model = pytest.mark.skipif(not MODEL.exists(), reason="no shipped model in model_store/")
 
 
-def run_quick(module: str, out: Path, *extra: str, timeout: int = 600) -> dict:
+def run_quick(
+    module: str, out: Path, *extra: str, timeout: int = 600, stem: str | None = None
+) -> dict:
     cmd = [sys.executable, "-m", module, "--quick", "--out", str(out), *extra]
     p = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=timeout)
     assert p.returncode == 0, f"{' '.join(cmd)} failed:\n{p.stdout[-2000:]}\n{p.stderr[-4000:]}"
-    stem = module.rsplit(".", 1)[1]
+    stem = stem or module.rsplit(".", 1)[1]
     assert (out / f"{stem}.md").read_text().startswith("###")
     return json.loads((out / f"{stem}.json").read_text())
 
@@ -88,9 +90,17 @@ def test_load_quick(tmp_path: Path) -> None:
             assert 0 < x["latency"]["p50_ms"] <= x["latency"]["p99_ms"]
             assert x["server_peak_rss_mb"] > 50 and x["server_cores_busy"] >= 0
     if not NO_PEER:
-        for p in r["peer"].values():
-            assert p["images"] == 12 and p["images_per_s"] > 0
-        assert len(r["headline"]) == 2 and all("×" in h for h in r["headline"])
+        # face_recognition ran at every concurrency, one worker process per usable core.
+        assert r["peer_processes"] == r["machine"]["usable_cores"]
+        for runs in r["peer"].values():
+            assert [p["clients"] for p in runs] == [1, 4]
+            for p in runs:
+                assert p["images"] == 12 and p["images_per_s"] > 0
+                assert p["processes"] == r["peer_processes"]
+                assert 0 < p["latency"]["p50_ms"] <= p["latency"]["p99_ms"]
+        assert len(r["headline"]) == 2 and all("c=4" in h and "×" in h for h in r["headline"])
+        md = (tmp_path / "load.md").read_text()
+        assert f"{r['peer_processes']} worker processes" in md and "ratio" in md
 
 
 @pytest.mark.slow
@@ -121,3 +131,38 @@ def test_open_set_quick(tmp_path: Path) -> None:
     assert res["enrolment"].get("enrolled", 0) >= 6  # LFW photos: nearly all enrol
     assert res["mated_probes"] + res["stranger_probes"] > 0
     assert 0.0 <= res["fpir"] <= 1.0 and len(res["thresholds_seen"]) == 1
+
+
+@pytest.mark.slow
+@needs_data
+@needs_model
+def test_profile_quick(tmp_path: Path) -> None:
+    r = run_quick("bench.profile", tmp_path, timeout=900, stem="profile-lite")
+    check_machine(r["machine"])
+    assert r["detector"] == "lite"
+    for s in r["sets"].values():
+        assert s["images"] == 8
+        cpu = s["cpu_ms"]
+        for stage in ("decode", "detect", "align + quality", "model", "gallery search", "json"):
+            assert cpu[stage] > 0, stage
+        # the P-Net levels, R-Net and O-Net are timed inside detection, and add up to less
+        detection = [v for k, v in s["wall_ms"].items() if k.startswith("detect.")]
+        assert any(k.startswith("detect.pnet.net.level0") for k in s["wall_ms"])
+        assert 0 < sum(detection) <= s["wall_ms"]["detect"] * 1.05
+        assert s["batching_wait_ms"] >= 0 and s["http_p50_ms"] > 0
+        assert s["loaded_images_per_s"] > 0
+
+
+@pytest.mark.slow
+@needs_data
+@needs_model
+def test_equivalence_quick(tmp_path: Path) -> None:
+    r = run_quick("bench.equivalence", tmp_path, timeout=900)
+    summary = r["summary"]
+    assert summary["faces (reference)"] > 40
+    assert summary["images whose face count differs"] == 0
+    assert summary["max box difference px"] < 1.0
+    assert summary["min embedding cosine (reference vs lite)"] > 0.999
+    ref, lite = r["rows"]
+    assert (ref["detector"], lite["detector"]) == ("reference", "lite")
+    assert ref["no face"] == lite["no face"]

@@ -53,6 +53,33 @@ def test_concurrent_requests_share_one_model_call_and_get_their_own_rows() -> No
     assert max(r for _, r in observed) > 1
 
 
+@pytest.mark.parametrize("others_busy", [False, True])
+def test_a_lone_request_does_not_wait_unless_others_may_join(others_busy: bool) -> None:
+    calls: list[int] = []
+
+    async def scenario() -> float:
+        batcher = MicroBatcher(
+            _fake_model(calls, 0.0),
+            max_size=32,
+            max_wait_ms=300,
+            more_coming=lambda: others_busy,
+        )
+        batcher.start()
+        try:
+            t0 = time.perf_counter()
+            await batcher.embed(_crops([1]))
+            return time.perf_counter() - t0
+        finally:
+            await batcher.stop()
+
+    seconds = asyncio.run(scenario())
+    if others_busy:  # another upload is mid-detection: the batch waits for its faces
+        assert seconds >= 0.29
+    else:  # nobody can join: straight to the model
+        assert seconds < 0.15
+    assert calls == [1]
+
+
 def test_max_size_splits_a_big_request_over_several_calls() -> None:
     calls: list[int] = []
 
