@@ -7,7 +7,9 @@
   and, for ``multipart/form-data``, follows the parts as they stream: a part over
   ``FACEID_MAX_UPLOAD_BYTES`` is refused with 413 at the byte that crosses the cap (so no
   part ever outgrows the in-memory buffer and reaches the disk), and a second file in one
-  field is refused with 422 ``multiple_files`` instead of one of them being dropped.
+  field is refused with 422 ``multiple_files`` instead of one of them being dropped (on
+  routes that take several files in one field, enrolment, the file past the route's
+  maximum is refused with 422 ``too_many_images``).
 
 Errors are raised as ``ApiError`` from the wrapped ``receive``: FastAPI lets them through
 its body parsing, and the app's handlers turn them into the envelope.
@@ -80,9 +82,10 @@ class ApiKeyMiddleware:
 class _PartWatcher:
     """Follows multipart parts as bytes arrive: per-part size cap, one file per field."""
 
-    def __init__(self, boundary: bytes, part_limit: int) -> None:
+    def __init__(self, boundary: bytes, part_limit: int, files_per_field: int = 1) -> None:
         self.part_limit = part_limit
-        self.files_seen: set[bytes] = set()
+        self.files_per_field = files_per_field
+        self.files_seen: dict[bytes, int] = {}
         self.header_name = b""
         self.header_value = b""
         self.disposition = b""
@@ -120,14 +123,23 @@ class _PartWatcher:
         name = options.get(b"name")
         if name is None or b"filename" not in options:
             return
-        if name in self.files_seen and self.problem is None:
+        seen = self.files_seen.get(name, 0) + 1
+        self.files_seen[name] = seen
+        if seen > self.files_per_field and self.problem is None:
             field = name.decode("utf-8", "replace")
-            self.problem = ApiError(
-                422,
-                "multiple_files",
-                f"Field '{field}' carries more than one file; send one file per field.",
-            )
-        self.files_seen.add(name)
+            if self.files_per_field == 1:
+                self.problem = ApiError(
+                    422,
+                    "multiple_files",
+                    f"Field '{field}' carries more than one file; send one file per field.",
+                )
+            else:
+                self.problem = ApiError(
+                    422,
+                    "too_many_images",
+                    f"Field '{field}' carries more than {self.files_per_field} files; send at "
+                    "most that many per request (or use python -m app.gallery enroll).",
+                )
 
     def _data(self, data: bytes, start: int, end: int) -> None:
         self.part_bytes += end - start
@@ -162,10 +174,12 @@ class BodyGuardMiddleware:
         part_limit: int,
         idle_timeout_s: float,
         total_timeout_s: float,
+        files_per_field: Callable[[Scope], int] = lambda scope: 1,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.app = app
         self.part_limit = part_limit
+        self.files_per_field = files_per_field
         self.idle_timeout_s = idle_timeout_s
         self.total_timeout_s = total_timeout_s
         self.clock = clock
@@ -181,7 +195,9 @@ class BodyGuardMiddleware:
         watcher: _PartWatcher | None = None
         content_type, options = parse_options_header(headers.get("content-type"))
         if content_type == b"multipart/form-data" and b"boundary" in options:
-            watcher = _PartWatcher(options[b"boundary"], self.part_limit)
+            watcher = _PartWatcher(
+                options[b"boundary"], self.part_limit, self.files_per_field(scope)
+            )
         deadline = self.clock() + self.total_timeout_s
         done = False
 

@@ -128,13 +128,20 @@ def create_app(
     install_docs(app)
     install_web(app)
 
+    def enroll_files(scope: Scope) -> int:
+        """Files allowed in the enrolment route's ``image`` field (1 elsewhere)."""
+        path = scope.get("path", "").rstrip("/")
+        enrolling = path.startswith("/identities/") and path.endswith("/faces")
+        return settings.enroll_max_images if scope.get("method") == "POST" and enrolling else 1
+
     def body_limit(scope: Scope) -> int:
-        images = 2 if scope.get("path", "").rstrip("/") == "/verify" else 1
+        images = 2 if scope.get("path", "").rstrip("/") == "/verify" else enroll_files(scope)
         return images * settings.max_upload_bytes + _MULTIPART_SLACK
 
     app.add_middleware(BodySizeLimitMiddleware, limit_for=body_limit)
     app.add_middleware(
         BodyGuardMiddleware,
+        files_per_field=enroll_files,
         part_limit=settings.max_upload_bytes,
         idle_timeout_s=settings.body_idle_timeout_s,
         total_timeout_s=settings.body_timeout_s,

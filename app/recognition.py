@@ -9,6 +9,7 @@ to these calls and the results to response schemas.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import math
 import time
 from concurrent.futures import Executor
@@ -17,13 +18,13 @@ from functools import lru_cache
 
 import numpy as np
 
-from app.errors import ApiError
+from app.errors import IMAGE_ERROR_STATUS, ApiError
 from app.gallery.index import GalleryIndex
-from app.gallery.service import Enrollment, GalleryService
+from app.gallery.service import Enrollment, GalleryService, NewFace
 from app.inference.batcher import MicroBatcher
 from app.metrics import Metrics
 from app.settings import Settings
-from faces import AlignedFace, FacePipeline
+from faces import AlignedFace, FacePipeline, ImageError
 from faces.model_contract import ModelCard
 from faces.open_set import threshold_for_fpir
 
@@ -145,6 +146,26 @@ class EnrolledFace:
     faces_detected: int
 
 
+@dataclass(frozen=True)
+class PhotoOutcome:
+    """What became of one photo of an enrolment request: enrolled, or refused (the error
+    it would have been answered with on its own: no_face, low_quality, invalid_image…)."""
+
+    enrolled: EnrolledFace | None
+    error: ApiError | None
+
+    @staticmethod
+    def refused(exc: ApiError | ImageError) -> PhotoOutcome:
+        if isinstance(exc, ImageError):
+            exc = ApiError(IMAGE_ERROR_STATUS.get(exc.code, 400), exc.code, exc.message)
+        return PhotoOutcome(None, exc)
+
+
+def content_hash(data: bytes) -> str:
+    """The SHA-256 of a photo's bytes, as stored with the faces enrolled from it."""
+    return hashlib.sha256(data).hexdigest()
+
+
 class Recognizer:
     """Detect-and-embed, identify, verify and enrol: the service's use cases."""
 
@@ -245,13 +266,10 @@ class Recognizer:
         threshold = self.policy.verify_threshold
         return Verification(score >= threshold, score, threshold, (faces_a[0], faces_b[0]))
 
-    async def enroll(self, identity: str, data: bytes) -> EnrolledFace:
-        """Store the embedding of the photo's largest face under ``identity``.
-
-        422 ``no_face`` without a face; 422 ``low_quality`` (saying why) when the face is
-        under the enrolment quality floor. Nothing is stored in either case.
-        """
-        faces = await self.find_faces(data, "/identities/{identity}/faces", None)
+    def enrollable(self, faces: list[AlignedFace]) -> AlignedFace:
+        """The face of a photo that enrolment stores: the largest, if it passes the
+        enrolment quality floor (422 ``no_face`` / ``low_quality`` otherwise). The HTTP
+        route and ``python -m app.gallery enroll`` share this rule."""
         if not faces:
             raise ApiError(422, "no_face", "No face was found in the photo; nothing was enrolled.")
         face = faces[0]
@@ -263,6 +281,49 @@ class Recognizer:
                 f"The face's quality is {face.quality.score:.2f}, under the enrolment floor "
                 f"{floor:.2f}: {face.quality.explain(floor)}. Nothing was enrolled.",
             )
-        embedding = (await self.embed([face]))[0]
-        enrolled = await asyncio.to_thread(self.gallery.enroll, identity, embedding)
-        return EnrolledFace(enrolled, face, len(faces))
+        return face
+
+    async def _enrollable_in(self, data: bytes) -> tuple[AlignedFace, int]:
+        faces = await self.find_faces(data, "/identities/{identity}/faces", None)
+        return self.enrollable(faces), len(faces)
+
+    async def enroll(self, identity: str, data: bytes) -> EnrolledFace:
+        """Store the embedding of the photo's largest face under ``identity``.
+
+        422 ``no_face`` without a face; 422 ``low_quality`` (saying why) when the face is
+        under the enrolment quality floor. Nothing is stored in either case.
+        """
+        outcome = (await self.enroll_photos(identity, [data]))[0]
+        if outcome.error is not None:
+            raise outcome.error
+        assert outcome.enrolled is not None
+        return outcome.enrolled
+
+    async def enroll_photos(self, identity: str, photos: list[bytes]) -> list[PhotoOutcome]:
+        """Enrol the largest face of each photo under ``identity``: one outcome per photo,
+        in order. The faces that pass are stored in one transaction (StorageUnavailable:
+        none was stored); each keeps its photo's content hash and, with a crop vault, its
+        sealed aligned crop."""
+        found = await asyncio.gather(
+            *(self._enrollable_in(data) for data in photos), return_exceptions=True
+        )
+        outcomes: list[PhotoOutcome | None] = []
+        accepted: list[tuple[int, AlignedFace, int]] = []
+        for i, result in enumerate(found):
+            if isinstance(result, ApiError | ImageError):
+                outcomes.append(PhotoOutcome.refused(result))
+            elif isinstance(result, BaseException):
+                raise result
+            else:
+                outcomes.append(None)
+                accepted.append((i, *result))
+        if accepted:
+            embeddings = await self.embed([face for _, face, _ in accepted])
+            new_faces = [
+                NewFace(identity, embedding, content_hash(photos[i]), face.crop)
+                for (i, face, _), embedding in zip(accepted, embeddings, strict=True)
+            ]
+            enrolled = await asyncio.to_thread(self.gallery.enroll_many, new_faces)
+            for (i, face, detected), enrollment in zip(accepted, enrolled, strict=True):
+                outcomes[i] = PhotoOutcome(EnrolledFace(enrollment, face, detected), None)
+        return [o for o in outcomes if o is not None]

@@ -142,13 +142,32 @@ class IdentifyResponse(BaseModel):
     model_version: str = Field(examples=["1"])
 
 
+class EnrollPhoto(BaseModel):
+    """What became of one `image` part of an enrolment request."""
+
+    index: int = Field(examples=[0], description="Position of the part among the `image` parts.")
+    filename: str | None = Field(default=None, examples=["ada-1.jpg"])
+    enrolled: bool = Field(examples=[True])
+    face_id: str | None = Field(default=None, examples=["3f0c9b7e-5d0b-4a55-9a43-6f1e2d0c8b11"])
+    faces_detected: int | None = Field(default=None, examples=[1])
+    quality: float | None = Field(default=None, examples=[0.93])
+    error: ErrorDetail | None = Field(
+        default=None, description="Why this photo was not enrolled (no_face, low_quality, …)."
+    )
+
+
 class EnrollResponse(BaseModel):
     identity: str = Field(examples=["Ada Lovelace"])
-    face_id: str = Field(examples=["3f0c9b7e-5d0b-4a55-9a43-6f1e2d0c8b11"])
-    faces_detected: int = Field(
-        examples=[1], description="Faces found in the photo; the largest was enrolled."
+    face_id: str = Field(
+        examples=["3f0c9b7e-5d0b-4a55-9a43-6f1e2d0c8b11"],
+        description="The enrolled face (the first one, when several photos were sent).",
     )
-    quality: float = Field(examples=[0.93], description="Quality of the enrolled face.")
+    faces_detected: int = Field(
+        examples=[1], description="Faces found in that photo; the largest was enrolled."
+    )
+    quality: float = Field(examples=[0.93], description="Quality of that enrolled face.")
+    enrolled: int = Field(examples=[1], description="Photos of the request that were enrolled.")
+    photos: list[EnrollPhoto] = Field(description="One outcome per `image` part, in order.")
 
 
 class IdentitySummary(BaseModel):

@@ -9,7 +9,7 @@ import os
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -95,6 +95,13 @@ class Settings(BaseSettings):
         "and resizing, cropping and box handling in NumPy (same faces, boxes within a pixel "
         "of `reference`, tested; about a third of the CPU). `reference`: mtcnn 1.0.0's "
         "own code (compiled Keras networks, eager TensorFlow ops).",
+    )
+    enroll_max_images: int = Field(
+        default=10,
+        ge=1,
+        le=100,
+        description="Photos one POST /identities/{identity}/faces may carry (several "
+        "`image` parts); the request body may be this many times FACEID_MAX_UPLOAD_BYTES.",
     )
     max_faces: int = Field(
         default=20, ge=1, le=100, description="Default faces per /identify photo."
@@ -184,6 +191,20 @@ class Settings(BaseSettings):
         "processes' enrollments and erasures (PostgreSQL also wakes it at once by "
         "NOTIFY); bounds how stale another process's view can be.",
     )
+    keep_aligned_crops: bool = Field(
+        default=False,
+        description="Keep each enrolled face's aligned 112x112 crop in the gallery, "
+        "encrypted with FACEID_CROP_KEY, so that `python -m app.gallery reembed` can move the "
+        "gallery to a new model without the original photos. A face crop is biometric "
+        "data (README: Privacy). Off: only embeddings are stored.",
+    )
+    crop_key: SecretStr | None = Field(
+        default=None,
+        description="URL-safe base64 of 32 random bytes: the AES-256-GCM key that seals kept "
+        "crops (needed with FACEID_KEEP_ALIGNED_CROPS, and by `reembed --from-crops`). Make "
+        'one with python -c "from app.gallery.crops import new_key; print(new_key())".',
+        repr=False,
+    )
     log_level: LogLevel = Field(default="INFO", description="Log level of the JSON-lines logs.")
     host: str = Field(default="127.0.0.1", description="Address `python -m app` binds.")
     port: int = Field(default=8000, ge=0, le=65535, description="Port `python -m app` binds.")
@@ -197,7 +218,7 @@ class Settings(BaseSettings):
             return tuple(k.strip() for k in value.split(",") if k.strip())
         return value
 
-    @field_validator("database_url", mode="before")
+    @field_validator("database_url", "crop_key", mode="before")
     @classmethod
     def _blank_url(cls, value: object) -> object:
         if isinstance(value, str) and not value.strip():

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from app.errors import StartupError
+from app.gallery.crops import CropKeyError, CropVault
 from app.gallery.service import GalleryService
 from app.gallery.storage import GalleryStorage, open_storage
 from app.inference.batcher import MicroBatcher
@@ -34,15 +36,34 @@ log = logging.getLogger("faceid.state")
 
 @dataclass(frozen=True)
 class Preflight:
-    """What the fast startup checks produced: the card and the opened gallery database."""
+    """What the fast startup checks produced: the card, the opened gallery database and,
+    with FACEID_KEEP_ALIGNED_CROPS, the vault that seals kept crops."""
 
     card: ModelCard
     store: GalleryStorage
+    vault: CropVault | None = None
+
+
+def crop_vault(settings: Settings, required: bool) -> CropVault | None:
+    """The vault for FACEID_CROP_KEY (None without a key unless ``required``); raises
+    ``StartupError`` for a missing or malformed key."""
+    if settings.crop_key is None:
+        if required:
+            raise StartupError(
+                "FACEID_KEEP_ALIGNED_CROPS is on but FACEID_CROP_KEY is not set: kept crops "
+                "are stored encrypted and need a key (README: Privacy)."
+            )
+        return None
+    try:
+        return CropVault.from_setting(settings.crop_key.get_secret_value())
+    except CropKeyError as exc:
+        raise StartupError(str(exc)) from exc
 
 
 def preflight(settings: Settings) -> Preflight:
     """Read the model card and open the gallery; raises ``StartupError``."""
     card = load_card(settings.model_dir)
+    vault = crop_vault(settings, required=True) if settings.keep_aligned_crops else None
     store = open_storage(
         settings.database_url, settings.gallery_path, card.model_id, card.embedding_dim
     )
@@ -54,7 +75,7 @@ def preflight(settings: Settings) -> Preflight:
             "gallery": store.location,
         },
     )
-    return Preflight(card, store)
+    return Preflight(card, store, vault)
 
 
 @dataclass(frozen=True)
@@ -91,6 +112,7 @@ def _load(
         checked.store,
         ann_min_faces=settings.ann_min_faces,
         search_threads=settings.search_threads,
+        vault=checked.vault,
     )
     gallery.start_sync(settings.sync_poll_ms / 1000)  # follow other processes' changes
     log.info(

@@ -10,9 +10,12 @@ from fastapi import APIRouter, File, Path, Query, Response, UploadFile
 
 from app.api.deps import Identity, Ready, read_upload
 from app.errors import ApiError
+from app.recognition import PhotoOutcome
 from app.schemas import (
     EnrolledFace,
+    EnrollPhoto,
     EnrollResponse,
+    ErrorDetail,
     IdentityDetail,
     IdentityList,
     IdentitySummary,
@@ -32,27 +35,71 @@ def _unknown(identity: str) -> ApiError:
     "/{identity}/faces",
     status_code=201,
     response_model=EnrollResponse,
-    summary="Enroll the largest face of a photo",
+    summary="Enroll the largest face of one or several photos",
     responses=error_responses(400, 401, 413, 415, 422, 503),
 )
 async def enroll(
     recognizer: Ready,
     identity: Identity,
-    image: Annotated[UploadFile, File(description="A photo of this person.")],
+    image: Annotated[
+        list[UploadFile],
+        File(
+            description="A photo of this person; repeat the field for several photos (up to "
+            "FACEID_ENROLL_MAX_IMAGES, default 10)."
+        ),
+    ],
     response: Response,
 ) -> EnrollResponse:
-    """Stores the embedding of the photo's largest face (never the photo) under `identity`.
-    Several photos per identity are allowed and all count in matching. 422 `no_face` when
-    the photo has no face, 422 `low_quality` (saying why) when the face is under the
-    enrolment quality floor."""
-    data = await read_upload(image, recognizer)
-    result = await recognizer.enroll(identity, data)
+    """Stores the embedding of each photo's largest face (never the photo) under
+    `identity`. Several photos per identity are allowed and all count in matching.
+
+    One photo: 422 `no_face` when it has no face, 422 `low_quality` (saying why) when the
+    face is under the enrolment quality floor, 400/413/415 when it is not a usable image.
+    Several photos: each part's outcome is in `photos`; 201 when at least one was enrolled
+    (the others say why not), 422 `no_photo_enrolled` when none was. The enrolled faces are
+    stored together: on 503 none is."""
+    uploads = [await read_upload(part, recognizer) for part in image]
+    outcomes = await recognizer.enroll_photos(identity, uploads)
+    if len(outcomes) == 1 and outcomes[0].error is not None:
+        raise outcomes[0].error
+    photos = [
+        _photo(i, part.filename, o) for i, (part, o) in enumerate(zip(image, outcomes, strict=True))
+    ]
+    enrolled = [o.enrolled for o in outcomes if o.enrolled is not None]
+    if not enrolled:
+        reasons = "; ".join(
+            f"photo {p.index} ({p.filename or 'unnamed'}): {p.error.code}"
+            for p in photos
+            if p.error is not None
+        )
+        raise ApiError(
+            422, "no_photo_enrolled", f"None of the {len(photos)} photos was enrolled: {reasons}."
+        )
+    first = enrolled[0]
     response.headers["Location"] = f"/identities/{quote(identity, safe='')}"
     return EnrollResponse(
-        identity=result.enrollment.identity,
-        face_id=result.enrollment.face_id,
-        faces_detected=result.faces_detected,
-        quality=round(result.face.quality.score, 4),
+        identity=first.enrollment.identity,
+        face_id=first.enrollment.face_id,
+        faces_detected=first.faces_detected,
+        quality=round(first.face.quality.score, 4),
+        enrolled=len(enrolled),
+        photos=photos,
+    )
+
+
+def _photo(index: int, filename: str | None, outcome: PhotoOutcome) -> EnrollPhoto:
+    if outcome.enrolled is None:
+        assert outcome.error is not None
+        error = ErrorDetail(code=outcome.error.code, message=outcome.error.message)
+        return EnrollPhoto(index=index, filename=filename, enrolled=False, error=error)
+    done = outcome.enrolled
+    return EnrollPhoto(
+        index=index,
+        filename=filename,
+        enrolled=True,
+        face_id=done.enrollment.face_id,
+        faces_detected=done.faces_detected,
+        quality=round(done.face.quality.score, 4),
     )
 
 

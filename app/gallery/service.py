@@ -26,8 +26,9 @@ from datetime import UTC, datetime
 
 import numpy as np
 
+from app.gallery.crops import CropVault
 from app.gallery.index import GalleryIndex
-from app.gallery.storage import FaceRecord, GalleryStorage, StorageUnavailable
+from app.gallery.storage import FaceRecord, GalleryStorage, StorageUnavailable, StoredFace
 
 log = logging.getLogger("faceid.gallery")
 
@@ -41,12 +42,35 @@ class Enrollment:
     created_at: str
 
 
+@dataclass(frozen=True)
+class NewFace:
+    """A face to enrol: its embedding, the SHA-256 of the photo it came from, and its
+    aligned crop (kept, sealed, only when the service has a crop vault)."""
+
+    identity: str
+    embedding: np.ndarray
+    content_hash: str | None = None
+    crop: np.ndarray | None = None
+
+
+def utc_now() -> str:
+    """Now, as the gallery records enrolment times (ISO 8601, microseconds, Z)."""
+    return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
 class GalleryService:
     """The gallery as the API sees it: enroll, erase, list, match, follow other processes."""
 
-    def __init__(self, store: GalleryStorage, index: GalleryIndex, change_seq: int = 0) -> None:
+    def __init__(
+        self,
+        store: GalleryStorage,
+        index: GalleryIndex,
+        change_seq: int = 0,
+        vault: CropVault | None = None,
+    ) -> None:
         self.store = store
         self.index = index
+        self.vault = vault
         self._write_lock = threading.Lock()
         self._change_seq = change_seq
         self._storage_ok = True
@@ -55,17 +79,22 @@ class GalleryService:
 
     @classmethod
     def open(
-        cls, store: GalleryStorage, ann_min_faces: int = 0, search_threads: int = 0
+        cls,
+        store: GalleryStorage,
+        ann_min_faces: int = 0,
+        search_threads: int = 0,
+        vault: CropVault | None = None,
     ) -> GalleryService:
         """Load every stored face into a fresh index; from ``ann_min_faces`` faces on
         (0: never), it builds an approximate index in the background; ``search_threads``
-        (0: every core) split one exact scan of a large gallery."""
+        (0: every core) split one exact scan of a large gallery. With a ``vault``, enrolled
+        faces keep their aligned crops, sealed."""
         rows, seq = store.snapshot()
         index = GalleryIndex(
             store.embedding_dim, ann_min_faces=ann_min_faces, search_threads=search_threads
         )
         index.add_many(rows.face_ids, rows.identities, rows.embeddings)
-        return cls(store, index, seq)
+        return cls(store, index, seq, vault)
 
     # ---------------------------------------------------------------- counts
     @property
@@ -96,20 +125,41 @@ class GalleryService:
                 log.error("gallery database unreachable", extra={"db": self.store.location})
         self._storage_ok = ok
 
-    def enroll(self, identity: str, embedding: np.ndarray) -> Enrollment:
+    def enroll(
+        self,
+        identity: str,
+        embedding: np.ndarray,
+        content_hash: str | None = None,
+        crop: np.ndarray | None = None,
+    ) -> Enrollment:
         """Store one face durably, then make it matchable (StorageUnavailable: nothing
         was stored)."""
-        face_id = str(uuid.uuid4())
-        created_at = datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+        return self.enroll_many([NewFace(identity, embedding, content_hash, crop)])[0]
+
+    def enroll_many(self, faces: list[NewFace]) -> list[Enrollment]:
+        """Store several faces in one transaction (all or none), then make them matchable."""
+        created_at = utc_now()
+        rows = []
+        for face in faces:
+            face_id = str(uuid.uuid4())
+            sealed = None
+            if self.vault is not None and face.crop is not None:
+                sealed = self.vault.seal(face_id, face.crop)
+            rows.append(
+                StoredFace(
+                    face_id, face.identity, face.embedding, created_at, face.content_hash, sealed
+                )
+            )
         with self._write_lock:
             try:
-                self.store.add_face(face_id, identity, embedding, created_at)
+                self.store.add_faces(rows)
             except StorageUnavailable:
                 self._storage(False)
                 raise
             self._storage(True)
-            self.index.add(face_id, identity, embedding)
-        return Enrollment(face_id, identity, created_at)
+            for row in rows:
+                self.index.add(row.face_id, row.identity, row.embedding)
+        return [Enrollment(r.face_id, r.identity, r.created_at) for r in rows]
 
     def delete_identity(self, identity: str) -> int:
         """Erase every face of ``identity``; 0 if it was not enrolled."""

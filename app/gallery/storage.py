@@ -9,7 +9,9 @@ Both engines hold the same three tables (schema version ``SCHEMA_VERSION``, crea
 migrated by the service at startup):
 
 - ``faces``: one row per enrolled face (``face_id``, ``identity``, ``embedding`` float32
-  bytes, ``model_version``, ``created_at``, and a nullable ``content_hash``);
+  bytes, ``model_version``, ``created_at``, a nullable ``content_hash``: the SHA-256 of
+  the photo's bytes, and a nullable ``crop``: the aligned face crop, encrypted, kept only
+  with ``FACEID_KEEP_ALIGNED_CROPS``, see ``app.gallery.crops``);
 - ``changes``: the ordered change log, one row per added or removed face (``seq``, ``op``
   ``'add'``/``'remove'``, ``face_id``), written in the same transaction as the change.
   It names faces by their random id only, so erasing a person leaves no name and no
@@ -17,21 +19,25 @@ migrated by the service at startup):
   that has applied every change up to ``seq`` never misses a later one;
 - ``schema_version``: one row, the version of the schema.
 
+The queries live once, in ``app.gallery.sql.SqlGalleryStore``; each engine adds its
+connection handling, locking and schema.
+
 Every process keeps the whole gallery in memory and tails ``changes`` from the last
 sequence number it applied (``app.gallery.service.GalleryService``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Protocol
 
 import numpy as np
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 """1: faces only (SQLite ``PRAGMA user_version``); 2: + ``content_hash``, ``changes`` and
-``schema_version``."""
+``schema_version``; 3: + ``crop`` and an index on ``content_hash``."""
 
 ChangeOp = Literal["add", "remove"]
 
@@ -42,10 +48,27 @@ class StorageUnavailable(RuntimeError):
 
 @dataclass(frozen=True)
 class FaceRecord:
+    """What the gallery says about one face, without its embedding."""
+
     face_id: str
     identity: str
     model_version: str
     created_at: str
+    content_hash: str | None = None
+
+
+@dataclass(frozen=True)
+class StoredFace:
+    """Everything stored about one face: what enrolment, import and re-embedding write
+    and what export reads. ``crop`` is the encrypted aligned crop, if kept."""
+
+    face_id: str
+    identity: str
+    embedding: np.ndarray
+    created_at: str
+    content_hash: str | None = None
+    crop: bytes | None = None
+    model_version: str | None = None  # as read; writes use the store's own
 
 
 @dataclass(frozen=True)
@@ -71,7 +94,8 @@ class Change:
 
 
 class GalleryStorage(Protocol):
-    """What the gallery service needs from a database engine. Every method may raise
+    """What the gallery service and the gallery commands need from a database engine
+    (both engines: ``app.gallery.sql.SqlGalleryStore``). Every method may raise
     ``StorageUnavailable``; writes are atomic (all or nothing)."""
 
     model_version: str
@@ -108,8 +132,36 @@ class GalleryStorage(Protocol):
         """The faces of one identity, oldest first (empty if unknown)."""
         ...
 
-    def add_face(self, face_id: str, identity: str, embedding: np.ndarray, created_at: str) -> int:
-        """Insert one face and its change; returns the change's sequence number."""
+    def faces_with_hashes(self, hashes: Sequence[str]) -> list[FaceRecord]:
+        """Every face whose photo had one of these content hashes."""
+        ...
+
+    def existing_face_ids(self, face_ids: Sequence[str]) -> set[str]:
+        """Those of ``face_ids`` that are stored."""
+        ...
+
+    def iter_faces(self, with_crops: bool = False, batch: int = 1000) -> Iterator[StoredFace]:
+        """Every stored face in face-id order, read in one snapshot."""
+        ...
+
+    def crop_of(self, face_id: str) -> bytes | None:
+        """The kept (encrypted) crop of a face, or None."""
+        ...
+
+    def add_faces(self, faces: Sequence[StoredFace], skip_existing: bool = False) -> list[str]:
+        """Insert faces and their changes in one transaction; returns the ids inserted."""
+        ...
+
+    def add_face(
+        self,
+        face_id: str,
+        identity: str,
+        embedding: np.ndarray,
+        created_at: str,
+        content_hash: str | None = None,
+        crop: bytes | None = None,
+    ) -> None:
+        """Insert one face and its change."""
         ...
 
     def delete_identity(self, identity: str) -> list[str]:

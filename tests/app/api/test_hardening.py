@@ -53,7 +53,6 @@ def assert_envelope(response: httpx.Response, status: int, code: str) -> dict:  
 UPLOAD_ROUTES = [
     ("/identify", "image"),
     ("/embed", "image"),
-    ("/identities/Twice/faces", "image"),
     ("/verify", "image_a"),
     ("/verify", "image_b"),
 ]
@@ -71,6 +70,17 @@ def test_two_files_in_one_field_is_422_multiple_files(
     body = assert_envelope(client.post(path, files=files), 422, "multiple_files")
     assert field in body["error"]["message"]
     assert client.get("/identities/Twice").status_code == 404  # nothing was enrolled
+
+
+def test_enrolment_takes_several_files_in_its_field_up_to_the_cap(client: TestClient) -> None:
+    photo = PHOTO.read_bytes()
+    cap = 10  # FACEID_ENROLL_MAX_IMAGES' default
+    files = [("image", (f"{i}.jpg", photo, "image/jpeg")) for i in range(cap + 1)]
+    body = assert_envelope(
+        client.post("/identities/Many/faces", files=files), 422, "too_many_images"
+    )
+    assert str(cap) in body["error"]["message"]
+    assert client.get("/identities/Many").status_code == 404  # nothing was enrolled
 
 
 def test_one_file_per_field_still_works(client: TestClient) -> None:

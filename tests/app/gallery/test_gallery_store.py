@@ -36,6 +36,7 @@ def test_enrollments_survive_reopening_and_reload_into_the_index(tmp_path: Path)
         "model_version",
         "created_at",
         "content_hash",
+        "crop",
     ]
     conn.close()
 

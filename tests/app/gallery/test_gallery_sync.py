@@ -201,7 +201,7 @@ def test_a_version_1_sqlite_file_is_migrated_in_place(tmp_path: Path) -> None:
     conn = sqlite3.connect(db)
     assert conn.execute("SELECT version FROM schema_version").fetchall() == [(SCHEMA_VERSION,)]
     columns = [r[1] for r in conn.execute("PRAGMA table_info(faces)")]
-    assert columns[-1] == "content_hash"
+    assert columns[-2:] == ["content_hash", "crop"]
     assert conn.execute("SELECT op FROM changes").fetchall() == [("add",)]
     conn.close()
 

@@ -1,0 +1,320 @@
+"""What the two gallery engines share: every query and check, written once.
+
+``SqlGalleryStore`` implements ``GalleryStorage`` on top of four engine hooks: a read
+query, a transaction (a writer's one takes the engine's writer lock), the change-log
+notification and what happens after an erasure. SQL is written with ``?`` placeholders;
+the PostgreSQL engine turns them into ``%s``. The schema and its migrations stay with
+each engine (``app.gallery.store`` for SQLite, ``app.gallery.pg`` for PostgreSQL).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager
+from typing import Any, Protocol
+
+import numpy as np
+
+from app.errors import StartupError
+from app.gallery.storage import (
+    Change,
+    FaceRecord,
+    GalleryRows,
+    StoredFace,
+    check_embedding,
+)
+
+_CHUNK = 500  # values per IN (...) list: far below both engines' parameter limits
+
+
+class Tx(Protocol):
+    """One open transaction of an engine."""
+
+    def rows(self, sql: str, params: Sequence[object] = ()) -> list[tuple[Any, ...]]:
+        """Run a statement and return its rows (``?`` placeholders)."""
+        ...
+
+    def run(self, sql: str, params: Sequence[object] = ()) -> int:
+        """Run a statement; returns how many rows it changed."""
+        ...
+
+
+class SqlGalleryStore(ABC):
+    """The gallery's queries over an engine's connection (see ``GalleryStorage``)."""
+
+    engine: str
+    location: str
+    model_version: str
+    embedding_dim: int
+    # How messages name this store, and where an operator points the service instead.
+    _noun = "gallery"
+    _elsewhere = "point FACEID_DATA_DIR at another directory"
+    _insertion_order = "rowid"  # a column that orders faces as they were added
+    _name_order = "identity"  # ORDER BY expression listing identities in byte order
+
+    # ------------------------------------------------------------ engine hooks
+    @abstractmethod
+    def _query(self, sql: str, params: Sequence[object] = ()) -> list[tuple[Any, ...]]:
+        """Rows of one read statement outside any transaction."""
+
+    @abstractmethod
+    def _transaction(self, write: bool) -> AbstractContextManager[Tx]:
+        """A transaction: a consistent snapshot for reads; for writes, one that holds the
+        engine's writer lock, so writers are serialised and change seq order is commit
+        order. Raises StorageUnavailable."""
+
+    def _notify(self, tx: Tx, seq: int) -> None:
+        """Tell other processes that changes up to ``seq`` were written (if the engine can)."""
+        del tx, seq
+
+    def _after_erasure(self) -> None:  # noqa: B027  (a hook: most engines need nothing)
+        """Called after a committed erasure (SQLite scrubs its WAL)."""
+
+    # --------------------------------------------------------------- checks
+    def check_model_version(self) -> None:
+        """Refuse a gallery whose rows were made by another model."""
+        rows = self._query(
+            "SELECT model_version, COUNT(*) FROM faces GROUP BY model_version "
+            "ORDER BY COUNT(*) DESC"
+        )
+        others = [(str(v), int(n)) for v, n in rows if v != self.model_version]
+        if others:
+            found = ", ".join(f"{n} faces from model {v!r}" for v, n in others)
+            raise StartupError(
+                f"The {self._noun} {self.location} holds {found}, but the loaded model is "
+                f"{self.model_version!r}: embeddings of different models cannot be compared. "
+                f"Serve the model that made the gallery, {self._elsewhere}, or move the "
+                "gallery to the new model (README: Upgrading the model)."
+            )
+
+    def ping(self) -> None:
+        """Raise StorageUnavailable when the database cannot be reached."""
+        self._query("SELECT 1")
+
+    # ---------------------------------------------------------------- reads
+    def _embeddings(self, blobs: Sequence[object]) -> np.ndarray:
+        dim = self.embedding_dim
+        blob = b"".join(bytes(b) for b in blobs)  # type: ignore[call-overload]
+        if len(blob) != len(blobs) * dim * 4:
+            raise StartupError(
+                f"The {self._noun} {self.location} holds embeddings that are not {dim}-d "
+                "float32; it was made by another model."
+            )
+        return np.frombuffer(blob, dtype=np.float32).reshape(len(blobs), dim).copy()
+
+    def snapshot(self) -> tuple[GalleryRows, int]:
+        """Every stored face and the last change sequence number, in one snapshot."""
+        with self._transaction(write=False) as tx:
+            rows = tx.rows(
+                f"SELECT face_id, identity, embedding FROM faces ORDER BY {self._insertion_order}"
+            )
+            seq = int(tx.rows("SELECT COALESCE(MAX(seq), 0) FROM changes")[0][0])
+        embeddings = self._embeddings([r[2] for r in rows])
+        return GalleryRows([str(r[0]) for r in rows], [str(r[1]) for r in rows], embeddings), seq
+
+    def changes_since(self, seq: int, limit: int = 1000) -> list[Change]:
+        """Up to ``limit`` changes after ``seq`` with the added faces that still exist."""
+        rows = self._query(
+            "SELECT c.seq, c.op, c.face_id, f.identity, f.embedding FROM changes c "
+            "LEFT JOIN faces f ON c.op = 'add' AND f.face_id = c.face_id "
+            "WHERE c.seq > ? ORDER BY c.seq LIMIT ?",
+            (seq, limit),
+        )
+        changes = []
+        for seq_, op, face_id, identity, blob in rows:
+            embedding = None
+            if identity is not None and blob is not None:
+                embedding = self._embeddings([blob])[0]
+            changes.append(
+                Change(
+                    int(seq_),
+                    "add" if op == "add" else "remove",
+                    str(face_id),
+                    None if identity is None else str(identity),
+                    embedding,
+                )
+            )
+        return changes
+
+    def count(self) -> tuple[int, int]:
+        """(identities, faces)."""
+        row = self._query("SELECT COUNT(DISTINCT identity), COUNT(*) FROM faces")[0]
+        return int(row[0]), int(row[1])
+
+    def list_identities(self, limit: int, offset: int) -> tuple[list[tuple[str, int]], int]:
+        """A page of (identity, faces) ordered by name, and the total number of identities."""
+        page = self._query(
+            f"SELECT identity, COUNT(*) FROM faces GROUP BY identity ORDER BY {self._name_order} "
+            "LIMIT ? OFFSET ?",
+            (limit, offset),
+        )
+        total = self._query("SELECT COUNT(DISTINCT identity) FROM faces")[0][0]
+        return [(str(i), int(n)) for i, n in page], int(total)
+
+    def faces_of(self, identity: str) -> list[FaceRecord]:
+        """The faces of one identity, oldest first (empty if unknown)."""
+        rows = self._query(
+            "SELECT face_id, identity, model_version, created_at, content_hash FROM faces "
+            f"WHERE identity = ? ORDER BY created_at, {self._insertion_order}",
+            (identity,),
+        )
+        return [_record(r) for r in rows]
+
+    def faces_with_hashes(self, hashes: Sequence[str]) -> list[FaceRecord]:
+        """Every face whose photo had one of these content hashes (any identity)."""
+        found: list[FaceRecord] = []
+        unique = sorted(set(hashes))
+        for start in range(0, len(unique), _CHUNK):
+            chunk = unique[start : start + _CHUNK]
+            marks = ", ".join("?" * len(chunk))
+            found += [
+                _record(r)
+                for r in self._query(
+                    "SELECT face_id, identity, model_version, created_at, content_hash "
+                    f"FROM faces WHERE content_hash IN ({marks}) ORDER BY face_id",
+                    chunk,
+                )
+            ]
+        return found
+
+    def existing_face_ids(self, face_ids: Sequence[str]) -> set[str]:
+        """Those of ``face_ids`` that are stored."""
+        with self._transaction(write=False) as tx:
+            return self._existing(tx, face_ids)
+
+    def _existing(self, tx: Tx, face_ids: Sequence[str]) -> set[str]:
+        present: set[str] = set()
+        unique = sorted(set(face_ids))
+        for start in range(0, len(unique), _CHUNK):
+            chunk = unique[start : start + _CHUNK]
+            marks = ", ".join("?" * len(chunk))
+            present |= {
+                str(r[0])
+                for r in tx.rows(f"SELECT face_id FROM faces WHERE face_id IN ({marks})", chunk)
+            }
+        return present
+
+    def iter_faces(self, with_crops: bool = False, batch: int = 1000) -> Iterator[StoredFace]:
+        """Every stored face, everything about it, in face-id order, read in one snapshot
+        (a long export sees the gallery as it was when it started)."""
+        crop = "crop" if with_crops else "NULL"
+        with self._transaction(write=False) as tx:
+            after = ""
+            while True:
+                rows = tx.rows(
+                    "SELECT face_id, identity, embedding, model_version, created_at, "
+                    f"content_hash, {crop} FROM faces WHERE face_id > ? ORDER BY face_id "
+                    "LIMIT ?",
+                    (after, batch),
+                )
+                if not rows:
+                    return
+                embeddings = self._embeddings([r[2] for r in rows])
+                for r, embedding in zip(rows, embeddings, strict=True):
+                    yield StoredFace(
+                        face_id=str(r[0]),
+                        identity=str(r[1]),
+                        embedding=embedding,
+                        created_at=str(r[4]),
+                        content_hash=None if r[5] is None else str(r[5]),
+                        crop=None if r[6] is None else bytes(r[6]),
+                        model_version=str(r[3]),
+                    )
+                after = str(rows[-1][0])
+
+    def crop_of(self, face_id: str) -> bytes | None:
+        """The kept (encrypted) aligned crop of a face, or None."""
+        rows = self._query("SELECT crop FROM faces WHERE face_id = ?", (face_id,))
+        return None if not rows or rows[0][0] is None else bytes(rows[0][0])
+
+    # --------------------------------------------------------------- writes
+    def _log(self, tx: Tx, op: str, face_ids: Sequence[str]) -> int:
+        """Append one change per face; returns the last seq (0 when none)."""
+        seq = 0
+        for face_id in face_ids:
+            seq = int(
+                tx.rows(
+                    "INSERT INTO changes (op, face_id) VALUES (?, ?) RETURNING seq", (op, face_id)
+                )[0][0]
+            )
+        if face_ids:
+            self._notify(tx, seq)
+        return seq
+
+    def add_faces(self, faces: Sequence[StoredFace], skip_existing: bool = False) -> list[str]:
+        """Insert faces and their changes in one committed transaction (all or none);
+        returns the ids inserted. ``skip_existing``: faces whose id is already stored are
+        left as they are; otherwise such a face fails the whole call."""
+        rows = [
+            (
+                f.face_id,
+                f.identity,
+                check_embedding(f.embedding, self.embedding_dim).tobytes(),
+                self.model_version,
+                f.created_at,
+                f.content_hash,
+                f.crop,
+            )
+            for f in faces
+        ]
+        if not rows:
+            return []
+        with self._transaction(write=True) as tx:
+            if skip_existing:
+                present = self._existing(tx, [r[0] for r in rows])
+                rows = [r for r in rows if r[0] not in present]
+            for row in rows:
+                tx.run(
+                    "INSERT INTO faces (face_id, identity, embedding, model_version, created_at, "
+                    "content_hash, crop) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    row,
+                )
+            added = [str(r[0]) for r in rows]
+            self._log(tx, "add", added)
+        return added
+
+    def add_face(
+        self,
+        face_id: str,
+        identity: str,
+        embedding: np.ndarray,
+        created_at: str,
+        content_hash: str | None = None,
+        crop: bytes | None = None,
+    ) -> None:
+        """Insert one face and its change in one committed transaction."""
+        self.add_faces([StoredFace(face_id, identity, embedding, created_at, content_hash, crop)])
+
+    def delete_identity(self, identity: str) -> list[str]:
+        """Erase every face of ``identity`` (embeddings and kept crops); returns the ids."""
+        with self._transaction(write=True) as tx:
+            rows = tx.rows("DELETE FROM faces WHERE identity = ? RETURNING face_id", (identity,))
+            face_ids = [str(r[0]) for r in rows]
+            self._log(tx, "remove", face_ids)
+        if face_ids:
+            self._after_erasure()
+        return face_ids
+
+    def delete_face(self, identity: str, face_id: str) -> bool:
+        """Erase one face of ``identity`` (and its kept crop); False if there is none."""
+        with self._transaction(write=True) as tx:
+            deleted = tx.run(
+                "DELETE FROM faces WHERE identity = ? AND face_id = ?", (identity, face_id)
+            )
+            if deleted:
+                self._log(tx, "remove", [face_id])
+        if deleted:
+            self._after_erasure()
+        return deleted > 0
+
+
+def _record(row: Sequence[Any]) -> FaceRecord:
+    face_id, identity, model_version, created_at, content_hash = row
+    return FaceRecord(
+        str(face_id),
+        str(identity),
+        str(model_version),
+        str(created_at),
+        None if content_hash is None else str(content_hash),
+    )
