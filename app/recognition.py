@@ -99,6 +99,23 @@ class MatchPolicy:
         """One-to-one comparisons: the card's pair threshold unless overridden."""
         return self.fixed if self.fixed is not None else self.card.threshold
 
+    def enrollable(self, faces: list[AlignedFace]) -> AlignedFace:
+        """The face of a photo that enrolment stores: the largest, if it passes the
+        enrolment quality floor (422 ``no_face`` / ``low_quality`` otherwise). The HTTP
+        route and ``python -m app.gallery enroll`` share this rule."""
+        if not faces:
+            raise ApiError(422, "no_face", "No face was found in the photo; nothing was enrolled.")
+        face = faces[0]
+        floor = self.enroll_quality_floor
+        if face.quality.score < floor:
+            raise ApiError(
+                422,
+                "low_quality",
+                f"The face's quality is {face.quality.score:.2f}, under the enrolment floor "
+                f"{floor:.2f}: {face.quality.explain(floor)}. Nothing was enrolled.",
+            )
+        return face
+
     def decide(self, face: AlignedFace, candidates: Candidates, threshold: float) -> Decision:
         """Named, unknown or refused for low quality: never a guess under the floor."""
         best = candidates[0] if candidates else None
@@ -266,26 +283,9 @@ class Recognizer:
         threshold = self.policy.verify_threshold
         return Verification(score >= threshold, score, threshold, (faces_a[0], faces_b[0]))
 
-    def enrollable(self, faces: list[AlignedFace]) -> AlignedFace:
-        """The face of a photo that enrolment stores: the largest, if it passes the
-        enrolment quality floor (422 ``no_face`` / ``low_quality`` otherwise). The HTTP
-        route and ``python -m app.gallery enroll`` share this rule."""
-        if not faces:
-            raise ApiError(422, "no_face", "No face was found in the photo; nothing was enrolled.")
-        face = faces[0]
-        floor = self.policy.enroll_quality_floor
-        if face.quality.score < floor:
-            raise ApiError(
-                422,
-                "low_quality",
-                f"The face's quality is {face.quality.score:.2f}, under the enrolment floor "
-                f"{floor:.2f}: {face.quality.explain(floor)}. Nothing was enrolled.",
-            )
-        return face
-
     async def _enrollable_in(self, data: bytes) -> tuple[AlignedFace, int]:
         faces = await self.find_faces(data, "/identities/{identity}/faces", None)
-        return self.enrollable(faces), len(faces)
+        return self.policy.enrollable(faces), len(faces)
 
     async def enroll(self, identity: str, data: bytes) -> EnrolledFace:
         """Store the embedding of the photo's largest face under ``identity``.

@@ -28,11 +28,11 @@ from typing import Any
 import numpy as np
 
 from faces.cpu import usable_cores
+from faces.folders import IMAGE_SUFFIXES
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_DATA = Path(os.environ.get("FACEID_BENCH_DATA", REPO.parent / "shared" / "data"))
 RESULTS = REPO / "bench" / "results"
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".pgm", ".ppm", ".bmp", ".webp"}
 
 
 # --------------------------------------------------------------------------- datasets

@@ -19,14 +19,13 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from faces.folders import IMAGE_SUFFIXES, list_identities
 from faces.model_contract import INPUT_SHAPE
 
 if TYPE_CHECKING:
     from faces import AlignedFace, FacePipeline
 
 log = logging.getLogger(__name__)
-
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".pgm", ".ppm", ".bmp", ".webp"}
 
 
 @dataclass
@@ -45,15 +44,6 @@ class DatasetReport:
         self.identities += 1
         for key in ("images", "used", "no_face", "several_faces", "undecodable"):
             setattr(self, key, getattr(self, key) + int(stats[key]))
-
-
-def list_identities(root: Path) -> list[Path]:
-    """Identity folders under ``root`` that hold at least one image, sorted by name."""
-    return sorted(
-        d
-        for d in root.iterdir()
-        if d.is_dir() and any(p.suffix.lower() in IMAGE_SUFFIXES for p in d.iterdir())
-    )
 
 
 def process_image(pipeline: FacePipeline, path: str | Path) -> tuple[AlignedFace | None, str]:

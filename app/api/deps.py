@@ -3,20 +3,17 @@
 from __future__ import annotations
 
 import hmac
-import unicodedata
 from typing import Annotated
 
 from fastapi import Depends, Path, Request, UploadFile
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from app.errors import ApiError
+from app.gallery.names import validate_identity
 from app.recognition import Recognizer, ThresholdInForce
 from app.schemas import ThresholdInfo
 from app.state import ServiceState
 from faces import AlignedFace
-
-MAX_IDENTITY_LENGTH = 128
-_IDENTITY_PUNCTUATION = frozenset(" _-.'")
 
 _bearer = HTTPBearer(
     auto_error=False,
@@ -86,36 +83,6 @@ async def read_upload(upload: UploadFile, recognizer: Recognizer, field: str = "
     if len(data) > limit:
         raise ApiError(413, "too_large", f"'{field}' is over the {limit}-byte limit.")
     return data
-
-
-def validate_identity(name: str) -> str:
-    """NFC-normalised identity name, or 422 ``invalid_identity``.
-
-    1–128 characters of Unicode letters (with their combining marks), decimal digits,
-    space and ``_ - . '``; at least one letter or digit; no leading or trailing space.
-    """
-    name = unicodedata.normalize("NFC", name)
-    problem = None
-    if not 1 <= len(name) <= MAX_IDENTITY_LENGTH:
-        problem = f"must be 1 to {MAX_IDENTITY_LENGTH} characters long"
-    elif name != name.strip(" "):
-        problem = "must not start or end with a space"
-    else:
-        has_alnum = False
-        for ch in name:
-            category = unicodedata.category(ch)
-            if category[0] == "L" or category == "Nd":
-                has_alnum = True
-            elif category[0] == "M" or ch in _IDENTITY_PUNCTUATION:
-                continue
-            else:
-                problem = f"contains {ch!r}; allowed are letters, digits, space and _ - . '"
-                break
-        if problem is None and not has_alnum:
-            problem = "must contain a letter or a digit"
-    if problem is not None:
-        raise ApiError(422, "invalid_identity", f"Invalid identity name: it {problem}.")
-    return name
 
 
 def identity_param(

@@ -78,7 +78,8 @@ def test_no_photo_enrolled_is_422_and_stores_nothing(client: TestClient) -> None
     body = assert_error(
         client.post("/identities/Nobody/faces", files=files), 422, "no_photo_enrolled"
     )
-    assert "no_face" in body["error"]["message"] and "unsupported_media_type" in body["error"]["message"]
+    message = body["error"]["message"]
+    assert "no_face" in message and "unsupported_media_type" in message
     assert client.get("/identities/Nobody").status_code == 404
 
 

@@ -1,0 +1,193 @@
+"""Bulk enrolment: every photo of a folder-per-person tree into the gallery.
+
+``python -m app.gallery enroll DIR`` runs ``enroll_folder``. Each photo goes through the
+service's own pipeline, model and enrolment rule (``app.gallery.offline``), in chunks:
+the chunk's photos are read and hashed (SHA-256 of their bytes), those already enrolled
+under the same identity are skipped, the rest are detected in parallel threads and
+embedded in batches, and the chunk's faces are written in one transaction through the
+gallery storage (with their change-log entries, so a running service picks them up).
+An interrupted run loses at most the chunk in flight, and a re-run skips what was
+stored: the outcome is the same as one uninterrupted run, without duplicates.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from app.errors import ApiError
+from app.gallery.crops import CropVault
+from app.gallery.names import validate_identity
+from app.gallery.offline import OfflineEmbedder
+from app.gallery.service import utc_now
+from app.gallery.storage import GalleryStorage, StoredFace
+from faces import AlignedFace, ImageError
+from faces.folders import list_identities, photos_in
+
+# Outcomes of one photo, as the report counts them.
+STATUSES = (
+    "enrolled",
+    "already_enrolled",  # the same bytes are enrolled under this identity already
+    "duplicate",  # the same bytes as an earlier photo of this identity in this run
+    "no_face",
+    "low_quality",
+    "unreadable",  # not a readable, decodable image (or over the size caps)
+    "invalid_identity",  # the folder's name is not a valid identity name
+)
+
+
+@dataclass
+class BulkReport:
+    """What ``enroll_folder`` did, per person and in total (written as JSON)."""
+
+    root: str
+    model: str
+    gallery: str
+    started_at: str = field(default_factory=utc_now)
+    finished_at: str | None = None
+    interrupted: bool = False
+    totals: Counter[str] = field(default_factory=Counter)
+    identities: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def record(self, identity: str, photo: Path, status: str, detail: str = "") -> None:
+        """Count one photo's outcome; anything but a success is listed with its reason."""
+        entry = self.identities.setdefault(identity, {s: 0 for s in STATUSES} | {"problems": []})
+        entry[status] += 1
+        self.totals[status] += 1
+        if status not in ("enrolled", "already_enrolled"):
+            entry["problems"].append({"photo": photo.name, "status": status, "detail": detail})
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "format": "faceid-bulk-enrolment-report/1",
+            "root": self.root,
+            "model": self.model,
+            "gallery": self.gallery,
+            "started_at": self.started_at,
+            "finished_at": self.finished_at,
+            "interrupted": self.interrupted,
+            "totals": {s: self.totals.get(s, 0) for s in STATUSES}
+            | {"photos": sum(self.totals.values())},
+            "identities": self.identities,
+        }
+
+
+@dataclass(frozen=True)
+class _Photo:
+    identity: str
+    path: Path
+    data: bytes
+    digest: str
+
+
+def _listing(root: Path) -> list[tuple[str, str | None, Path]]:
+    """(folder name, valid identity name or None, photo) for every photo under ``root``."""
+    jobs = []
+    for folder in list_identities(root):
+        try:
+            identity: str | None = validate_identity(folder.name)
+        except ApiError:
+            identity = None
+        jobs += [(folder.name, identity, photo) for photo in photos_in(folder)]
+    return jobs
+
+
+def _enrollable(embedder: OfflineEmbedder, data: bytes) -> AlignedFace | ApiError | ImageError:
+    try:
+        return embedder.policy.enrollable(embedder.faces(data))
+    except (ApiError, ImageError) as exc:
+        return exc
+
+
+def enroll_folder(
+    root: Path,
+    store: GalleryStorage,
+    embedder: OfflineEmbedder,
+    vault: CropVault | None = None,
+    chunk: int = 64,
+    progress: bool = True,
+) -> BulkReport:
+    """Enrol every photo of ``root/<identity>/`` (see the module docstring); returns the
+    report. KeyboardInterrupt stops after marking the report interrupted (re-raised)."""
+    report = BulkReport(str(root), embedder.card.model_id, store.location)
+    jobs = _listing(root)
+    seen: dict[tuple[str, str], Path] = {}
+    try:
+        with tqdm(total=len(jobs), unit="photo", disable=not progress, desc="enrol") as bar:
+            for start in range(0, len(jobs), chunk):
+                part = jobs[start : start + chunk]
+                _enroll_chunk(part, store, embedder, vault, report, seen)
+                bar.update(len(part))
+    except KeyboardInterrupt:
+        report.interrupted = True
+        raise
+    finally:
+        report.finished_at = utc_now()
+    return report
+
+
+def _enroll_chunk(
+    part: list[tuple[str, str | None, Path]],
+    store: GalleryStorage,
+    embedder: OfflineEmbedder,
+    vault: CropVault | None,
+    report: BulkReport,
+    seen: dict[tuple[str, str], Path],
+) -> None:
+    photos: list[_Photo] = []
+    for folder, identity, path in part:
+        if identity is None:
+            report.record(
+                folder, path, "invalid_identity", "the folder name is not a valid identity"
+            )
+            continue
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            report.record(identity, path, "unreadable", str(exc))
+            continue
+        photos.append(_Photo(identity, path, data, hashlib.sha256(data).hexdigest()))
+    stored = {
+        (f.identity, f.content_hash) for f in store.faces_with_hashes([p.digest for p in photos])
+    }
+    todo = []
+    for photo in photos:
+        key = (photo.identity, photo.digest)
+        if key in stored:
+            report.record(photo.identity, photo.path, "already_enrolled")
+        elif key in seen:
+            report.record(
+                photo.identity, photo.path, "duplicate", f"same bytes as {seen[key].name}"
+            )
+        else:
+            seen[key] = photo.path
+            todo.append(photo)
+    found = list(embedder.pool.map(lambda p: _enrollable(embedder, p.data), todo))
+    accepted: list[tuple[_Photo, AlignedFace]] = []
+    for photo, result in zip(todo, found, strict=True):
+        if isinstance(result, ApiError):
+            report.record(photo.identity, photo.path, result.code, result.message)
+        elif isinstance(result, ImageError):
+            report.record(
+                photo.identity, photo.path, "unreadable", f"{result.code}: {result.message}"
+            )
+        else:
+            accepted.append((photo, result))
+    embeddings = embedder.embed([face.crop for _, face in accepted])
+    created_at = utc_now()
+    rows = []
+    for (photo, face), embedding in zip(accepted, embeddings, strict=True):
+        face_id = str(uuid.uuid4())
+        sealed = vault.seal(face_id, face.crop) if vault is not None else None
+        rows.append(
+            StoredFace(face_id, photo.identity, embedding, created_at, photo.digest, sealed)
+        )
+    store.add_faces(rows)  # the chunk's faces, all or none
+    for photo, _ in accepted:
+        report.record(photo.identity, photo.path, "enrolled")

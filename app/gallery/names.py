@@ -1,0 +1,40 @@
+"""What an identity may be called: one rule for the API, the gallery commands and import."""
+
+from __future__ import annotations
+
+import unicodedata
+
+from app.errors import ApiError
+
+MAX_IDENTITY_LENGTH = 128
+_IDENTITY_PUNCTUATION = frozenset(" _-.'")
+
+
+def validate_identity(name: str) -> str:
+    """NFC-normalised identity name, or 422 ``invalid_identity``.
+
+    1–128 characters of Unicode letters (with their combining marks), decimal digits,
+    space and ``_ - . '``; at least one letter or digit; no leading or trailing space.
+    """
+    name = unicodedata.normalize("NFC", name)
+    problem = None
+    if not 1 <= len(name) <= MAX_IDENTITY_LENGTH:
+        problem = f"must be 1 to {MAX_IDENTITY_LENGTH} characters long"
+    elif name != name.strip(" "):
+        problem = "must not start or end with a space"
+    else:
+        has_alnum = False
+        for ch in name:
+            category = unicodedata.category(ch)
+            if category[0] == "L" or category == "Nd":
+                has_alnum = True
+            elif category[0] == "M" or ch in _IDENTITY_PUNCTUATION:
+                continue
+            else:
+                problem = f"contains {ch!r}; allowed are letters, digits, space and _ - . '"
+                break
+        if problem is None and not has_alnum:
+            problem = "must contain a letter or a digit"
+    if problem is not None:
+        raise ApiError(422, "invalid_identity", f"Invalid identity name: it {problem}.")
+    return name
