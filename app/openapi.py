@@ -46,8 +46,10 @@ ERROR_CODES: dict[int, str] = {
     413: "`too_large`: an upload over the byte cap or a photo over the pixel cap",
     415: "`unsupported_media_type`: not JPEG, PNG, WebP, BMP or PGM/PPM",
     422: "`validation_error`: a parameter or field breaks its schema; `invalid_identity`: "
-    "a bad identity name; `multiple_files`: two files in one field; `no_face`: no face found; "
-    "`low_quality`: enrolment refused a face under the quality floor",
+    "a bad identity name; `multiple_files`: two files in one field; `too_many_images`: more "
+    "photos in one enrolment than FACEID_ENROLL_MAX_IMAGES; `no_face`: no face found; "
+    "`low_quality`: enrolment refused a face under the quality floor; `no_photo_enrolled`: "
+    "none of several enrolment photos could be enrolled",
     500: "`internal_error`: a bug; quote the request id",
     503: "`starting` while the model loads, `unavailable` when it failed to load or too many "
     "connections are open",
@@ -85,10 +87,22 @@ def public_paths(app: FastAPI, settings: Settings) -> set[str]:
     return paths
 
 
-def _mark_files(schema: Any, max_bytes: int) -> None:
-    """Add ``format: binary`` (and the size rule) to every file field under ``schema``."""
+def _is_file(schema: Any) -> bool:
+    return (
+        isinstance(schema, dict)
+        and schema.get("type") == "string"
+        and ("contentMediaType" in schema)
+    )
+
+
+def _mark_files(schema: Any, max_bytes: int, max_files: int) -> None:
+    """Add ``format: binary`` (and the size rule) to every file field under ``schema``,
+    and 1..``max_files`` items to every array of files (enrolment's repeated ``image``)."""
     if isinstance(schema, dict):
-        if schema.get("type") == "string" and "contentMediaType" in schema:
+        if schema.get("type") == "array" and _is_file(schema.get("items")):
+            schema["minItems"] = 1
+            schema["maxItems"] = max_files
+        if _is_file(schema):
             schema["format"] = "binary"
             schema["minLength"] = 1
             rule = f"Non-empty; at most {max_bytes} bytes."
@@ -96,10 +110,10 @@ def _mark_files(schema: Any, max_bytes: int) -> None:
             if rule not in text:
                 schema["description"] = f"{text} {rule}".strip()
         for value in schema.values():
-            _mark_files(value, max_bytes)
+            _mark_files(value, max_bytes, max_files)
     elif isinstance(schema, list):
         for value in schema:
-            _mark_files(value, max_bytes)
+            _mark_files(value, max_bytes, max_files)
 
 
 def _error_response(status: int, ref: str) -> dict[str, Any]:
@@ -112,7 +126,11 @@ def _error_response(status: int, ref: str) -> dict[str, Any]:
 def postprocess(spec: dict[str, Any], settings: Settings) -> dict[str, Any]:
     """A copy of FastAPI's ``spec`` that states every rule (see the module docstring)."""
     spec = copy.deepcopy(spec)
-    _mark_files(spec.get("components", {}).get("schemas", {}), settings.max_upload_bytes)
+    _mark_files(
+        spec.get("components", {}).get("schemas", {}),
+        settings.max_upload_bytes,
+        settings.enroll_max_images,
+    )
     ref = "#/components/schemas/ErrorResponse"
     public = {"/health", "/metrics"}
     for path, item in spec.get("paths", {}).items():

@@ -196,16 +196,18 @@ class SqlGalleryStore(ABC):
         return present
 
     def iter_faces(self, with_crops: bool = False, batch: int = 1000) -> Iterator[StoredFace]:
-        """Every stored face, everything about it, in face-id order, read in one snapshot
-        (a long export sees the gallery as it was when it started)."""
+        """Every stored face, everything about it, in the order the faces were added (the
+        order the service's index holds them), read in one snapshot: a long export sees
+        the gallery as it was when it started."""
         crop = "crop" if with_crops else "NULL"
+        order = self._insertion_order
         with self._transaction(write=False) as tx:
-            after = ""
+            after = 0
             while True:
                 rows = tx.rows(
                     "SELECT face_id, identity, embedding, model_version, created_at, "
-                    f"content_hash, {crop} FROM faces WHERE face_id > ? ORDER BY face_id "
-                    "LIMIT ?",
+                    f"content_hash, {crop}, {order} FROM faces WHERE {order} > ? "
+                    f"ORDER BY {order} LIMIT ?",
                     (after, batch),
                 )
                 if not rows:
@@ -221,7 +223,7 @@ class SqlGalleryStore(ABC):
                         crop=None if r[6] is None else bytes(r[6]),
                         model_version=str(r[3]),
                     )
-                after = str(rows[-1][0])
+                after = int(rows[-1][7])
 
     def crop_of(self, face_id: str) -> bytes | None:
         """The kept (encrypted) aligned crop of a face, or None."""

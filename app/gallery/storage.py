@@ -141,7 +141,7 @@ class GalleryStorage(Protocol):
         ...
 
     def iter_faces(self, with_crops: bool = False, batch: int = 1000) -> Iterator[StoredFace]:
-        """Every stored face in face-id order, read in one snapshot."""
+        """Every stored face in the order it was added, read in one snapshot."""
         ...
 
     def crop_of(self, face_id: str) -> bytes | None:

@@ -25,6 +25,8 @@ MODULE = {
     "usearch": "usearch",
     "numkong": "numkong",
     "psycopg": "psycopg",
+    "cryptography": "cryptography",
+    "tqdm": "tqdm",
     "h5py": "h5py",
     "matplotlib": "matplotlib",
     "pyyaml": "yaml",

@@ -132,13 +132,14 @@ def test_a_generated_client_drives_the_whole_api(base: str, client_package: Modu
         assert isinstance(ready, models.HealthResponse) and ready.status == "ok"
         dim = ready.model.embedding_dim
 
-        face_ids = []
-        for number in (1, 2):
-            body = models.BodyEnroll(image=_file(pkg, lfw(PERSON, number)))
-            enrolled = enroll.sync(identity=NAME, client=c, body=body)
-            assert isinstance(enrolled, models.EnrollResponse), enrolled
-            assert enrolled.identity == NAME and enrolled.faces_detected >= 1
-            face_ids.append(enrolled.face_id)
+        # Two photos in one enrolment request: one outcome each.
+        body = models.BodyEnroll(image=[_file(pkg, lfw(PERSON, n)) for n in (1, 2)])
+        enrolled = enroll.sync(identity=NAME, client=c, body=body)
+        assert isinstance(enrolled, models.EnrollResponse), enrolled
+        assert enrolled.identity == NAME and enrolled.faces_detected >= 1
+        assert enrolled.enrolled == 2 and [p.enrolled for p in enrolled.photos] == [True, True]
+        face_ids = [p.face_id for p in enrolled.photos]
+        assert enrolled.face_id == face_ids[0] and len(set(face_ids)) == 2
 
         found = identify.sync(client=c, body=models.BodyIdentify(image=_file(pkg, lfw(PERSON, 3))))
         assert isinstance(found, models.IdentifyResponse), found

@@ -352,3 +352,46 @@ def test_reembed_from_kept_crops_needs_no_photos(
         "--report", str(report_path),
     )  # fmt: skip
     assert code == 2
+
+
+# ------------------------------------------------- while serving, on both engines
+@pytest.mark.parametrize("engine", ["sqlite", "postgresql"])
+def test_bulk_enrolment_while_the_service_serves_is_picked_up_and_exports_across_engines(
+    request: pytest.FixtureRequest,
+    monkeypatch: pytest.MonkeyPatch,
+    tiny_model_dir: Path,
+    face_pipeline: FacePipeline,
+    tmp_path: Path,
+    engine: str,
+) -> None:
+    from pg_testkit import wait_until
+
+    overrides: dict[str, str] = {}
+    if engine == "postgresql":
+        cluster = request.getfixturevalue("postgres")
+        cluster.reset()
+        overrides["database_url"] = cluster.url
+        monkeypatch.setenv("FACEID_DATABASE_URL", cluster.url)
+    photos = _photo_tree(tmp_path / "photos", PEOPLE, 2)
+    data = tmp_path / "data"
+    settings = make_settings(tiny_model_dir, data, **overrides)
+    with running_app(settings, face_pipeline) as client:
+        assert client.get("/identities").json()["total"] == 0
+        args = ("enroll", str(tmp_path / "photos"), "--report", str(tmp_path / "r.json"))
+        assert _run(monkeypatch, tiny_model_dir, data, *args) == 0
+        enrolled = json.loads((tmp_path / "r.json").read_text())["totals"]["enrolled"]
+        assert enrolled >= 5
+        # the running service follows the change log: the new faces are matchable
+        wait_until(lambda: client.get("/health").json()["gallery"]["faces"] == enrolled, 10.0)
+        body = _identify(client, photos[0])
+        assert body["faces"][0]["candidates"][0]["identity"] == PEOPLE[0]
+        answers = [_identify(client, p) for p in photos]
+        archive = tmp_path / "gallery.zip"
+        assert _run(monkeypatch, tiny_model_dir, data, "export", str(archive)) == 0
+    # into a SQLite gallery elsewhere: the same faces, the same answers
+    monkeypatch.delenv("FACEID_DATABASE_URL", raising=False)
+    moved = tmp_path / "moved"
+    assert _run(monkeypatch, tiny_model_dir, moved, "import", str(archive)) == 0
+    assert len(_rows(moved)) == enrolled
+    with running_app(make_settings(tiny_model_dir, moved), face_pipeline) as client:
+        assert [_identify(client, p) for p in photos] == answers
