@@ -152,18 +152,6 @@ class GalleryStorage(Protocol):
         """Insert faces and their changes in one transaction; returns the ids inserted."""
         ...
 
-    def add_face(
-        self,
-        face_id: str,
-        identity: str,
-        embedding: np.ndarray,
-        created_at: str,
-        content_hash: str | None = None,
-        crop: bytes | None = None,
-    ) -> None:
-        """Insert one face and its change."""
-        ...
-
     def delete_identity(self, identity: str) -> list[str]:
         """Erase every face of ``identity``; returns the erased face ids."""
         ...
