@@ -9,7 +9,9 @@ the stages of ``/identify`` run one after another, each timed (wall and process 
   embedding engine on this photo's faces), ``gallery search`` (top-5 in a gallery of
   ``--enroll`` people) and ``json`` (the response model built and serialised);
 - ``batching wait``: the same faces sent one photo at a time through the service's
-  ``MicroBatcher`` (``FACEID_BATCH_MAX_WAIT_MS``), its time minus the model call's;
+  ``MicroBatcher`` (``FACEID_BATCH_MAX_WAIT_MS``), wired as the service wires it (it waits
+  for companions only while another upload is being detected: never, with one client),
+  its time minus the model call's;
 - ``HTTP + multipart + rest``: the live service (``python -m app``) is sent the same photos
   one at a time; its median latency minus the sum of the stages above (loopback HTTP,
   multipart parsing, routing, thread hand-offs);
@@ -184,6 +186,7 @@ def batching_wait_ms(model: Any, crops_per_photo: list[np.ndarray], max_wait_ms:
             max_size=32,
             max_wait_ms=max_wait_ms,
             observer=lambda faces, requests, seconds: model_seconds.append(seconds),
+            more_coming=lambda: False,  # one client: no other upload is being detected
         )
         batcher.start()
         waits = []

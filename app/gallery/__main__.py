@@ -9,7 +9,8 @@ They read the same ``FACEID_*`` settings as the service (model, data directory o
 URL, detector, engine, quality floors, kept crops) and write through the same storage, so
 they can run while the service serves: it picks up what they write within
 FACEID_SYNC_POLL_MS. Exit codes: 0 done; 1 reembed left faces behind (listed in its
-report); 2 a configuration, gallery or file problem (nothing was written); 130 interrupted.
+report); 2 a configuration, gallery or file problem; 130 interrupted. An import that fails
+writes nothing; an enrol or reembed that stops part-way resumes when run again.
 """
 
 from __future__ import annotations
@@ -21,6 +22,13 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -42,7 +50,7 @@ def _parser() -> argparse.ArgumentParser:
         help="where to write the per-person summary (default: ./enroll-report.json)",
     )
     enroll.add_argument(
-        "--chunk", type=int, default=64, help="photos per stored batch (default: 64)"
+        "--chunk", type=_positive, default=64, help="photos per stored batch (default: 64)"
     )
 
     export = commands.add_parser("export", help="write the gallery to FILE")
@@ -96,12 +104,14 @@ def main(argv: list[str] | None = None) -> int:
 
     from app.errors import StartupError
     from app.gallery.archive import ArchiveError
+    from app.gallery.crops import CropKeyError
+    from app.gallery.storage import StorageUnavailable
     from app.log import configure_logging
 
     configure_logging(settings.log_level)
     try:
         return _run(args, settings)
-    except (StartupError, ArchiveError) as exc:
+    except (StartupError, ArchiveError, CropKeyError, StorageUnavailable) as exc:
         print(f"faceid: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
@@ -137,20 +147,19 @@ def _run(args: argparse.Namespace, settings: Any) -> int:
                 f"{store.location} ({result.already_present} were already there)"
             )
             return 0
-        from app.gallery.bulk import enroll_folder
+        from app.gallery.bulk import BulkReport, enroll_folder
         from app.gallery.offline import OfflineEmbedder
 
         if not args.root.is_dir():
             raise StartupError(f"{args.root} is not a directory")
-        embedder = OfflineEmbedder(settings)
         vault = crop_vault(settings, required=True) if settings.keep_aligned_crops else None
-        report = None
+        embedder = OfflineEmbedder(settings)
+        report = BulkReport(str(args.root), checked.card.model_id, store.location)
         try:
-            report = enroll_folder(args.root, store, embedder, vault, args.chunk, progress)
+            enroll_folder(args.root, store, embedder, vault, args.chunk, progress, report)
         finally:
             embedder.close()
-            if report is not None:
-                _write_report(args.report, report.to_json())
+            _write_report(args.report, report.to_json())  # also when stopped part-way
         totals = report.to_json()["totals"]
         print(
             f"{totals['enrolled']} enrolled, {totals['already_enrolled']} already enrolled, "

@@ -112,10 +112,14 @@ def enroll_folder(
     vault: CropVault | None = None,
     chunk: int = 64,
     progress: bool = True,
+    report: BulkReport | None = None,
 ) -> BulkReport:
-    """Enrol every photo of ``root/<identity>/`` (see the module docstring); returns the
-    report. KeyboardInterrupt stops after marking the report interrupted (re-raised)."""
-    report = BulkReport(str(root), embedder.card.model_id, store.location)
+    """Enrol every photo of ``root/<identity>/`` (see the module docstring) and return the
+    report (``report``, if given, is filled in as the run goes, so that a caller can write
+    it even when the run stops part-way: an exception is re-raised with the report marked
+    ``interrupted``)."""
+    if report is None:
+        report = BulkReport(str(root), embedder.card.model_id, store.location)
     jobs = _listing(root)
     seen: dict[tuple[str, str], Path] = {}
     try:
@@ -124,7 +128,7 @@ def enroll_folder(
                 part = jobs[start : start + chunk]
                 _enroll_chunk(part, store, embedder, vault, report, seen)
                 bar.update(len(part))
-    except KeyboardInterrupt:
+    except BaseException:
         report.interrupted = True
         raise
     finally:
