@@ -6,7 +6,9 @@ against a *non-mated* enrolled identity (with 1, 2, 3 and 5 faces per identity, 
 by the chosen aggregation) and keeps its upper tail (``faces.open_set.fit_tail``).
 
 ``open_set_protocol`` is the proof. Each repeat splits the validation people at random
-into a calibration part (40 %) and a test part (60 %), fits the tail on the first only,
+into a calibration part (40 %, or less when the test part would otherwise be too small for
+the largest gallery asked for and its strangers) and a test part, fits the tail on the
+first only,
 then builds open-set galleries of N identities from the test part with up to t photos each;
 the test part's other people are the strangers. For each target FPIR it derives the
 threshold exactly as the service does (``faces.open_set.threshold_for_fpir``) and records
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,6 +47,32 @@ class Faces:
 
     def subset(self, mask: np.ndarray) -> Faces:
         return Faces(self.embeddings[mask], self.labels[mask], self.quality[mask])
+
+
+DATA_FIXES = Path(__file__).with_name("data_fixes.json")
+
+
+def apply_data_fixes(
+    faces: Faces, keys: Sequence[str], files: Sequence[str], fixes: dict[str, Any]
+) -> tuple[Faces, dict[str, int]]:
+    """``faces`` with the label errors of ``fixes`` corrected (``training/data_fixes.json``):
+    identities listed as one person get one label, and photos whose largest face belongs to
+    someone else are dropped. ``keys[label]`` names each label's identity and ``files[i]``
+    face ``i``'s photo (``<dataset>/<identity>/<file>``). Returns the counts it changed."""
+    if len(files) != len(faces.labels):
+        raise ValueError(f"{len(files)} file names for {len(faces.labels)} faces")
+    labels = faces.labels.copy()
+    index = {k: i for i, k in enumerate(keys)}
+    merged = 0
+    for group in fixes.get("same_person", []):
+        present = [index[k] for k in group if k in index]
+        for other in present[1:]:
+            merged += int(np.sum(labels == other))
+            labels[labels == other] = present[0]
+    wrong = set(fixes.get("largest_face_is_someone_else", []))
+    keep = np.asarray([f not in wrong for f in files], dtype=bool)
+    fixed = Faces(faces.embeddings[keep], labels[keep], faces.quality[keep])
+    return fixed, {"faces_relabelled": merged, "faces_dropped": int(np.sum(~keep))}
 
 
 def identity_scores(
@@ -204,9 +233,12 @@ def open_set_protocol(
     people = np.unique(faces.labels)
     rows: dict[tuple[int, int, float], list[dict[str, float]]] = {}
     largest = 0
+    # the test part must hold the largest requested gallery and a quarter as many strangers:
+    # with fewer people than that needs, the calibration part gives up the difference
+    n_cal = round(calibration_share * len(people))
+    n_cal = max(min(n_cal, len(people) - math.ceil(max(sizes) / 0.75)), len(people) // 4)
     for r in range(repeats):
         perm = rng.permutation(people)
-        n_cal = round(calibration_share * len(perm))
         cal_people, test_people = perm[:n_cal], perm[n_cal:]
         calibration = fit_calibration(
             faces.subset(np.isin(faces.labels, cal_people)), aggregation, seed=seed + r
@@ -255,6 +287,8 @@ def open_set_protocol(
         "quality_floor": quality_floor,
         "repeats": repeats,
         "calibration_share": calibration_share,
+        "calibration_people": n_cal,
+        "test_people": len(people) - n_cal,
         "largest_gallery": largest,
         "rows": table,
     }

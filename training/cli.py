@@ -157,7 +157,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", default=None, help="split.json (default: from the config)")
     p.add_argument("--out", default=None, help="output dir (default runs/calibration/<model>)")
     p.add_argument("--aggregation", choices=("max", "mean", "centroid"), default="centroid")
-    p.add_argument("--repeats", type=int, default=5, help="random calibration/test splits")
+    p.add_argument(
+        "--data-fixes",
+        nargs="?",
+        const="",
+        default=None,
+        metavar="PATH",
+        help="correct the label errors of the validation data listed in PATH (default "
+        "training/data_fixes.json) before calibrating; without this flag the data is used "
+        "as it is, as for the shipped card",
+    )
+    p.add_argument("--repeats", type=int, default=20, help="random calibration/test splits")
     p.add_argument(
         "--quality-floor",
         type=float,
@@ -367,7 +377,14 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
-    from training.calibrate import calibrate_model, embed_validation
+    import numpy as np
+
+    from training.calibrate import (
+        DATA_FIXES,
+        apply_data_fixes,
+        calibrate_model,
+        embed_validation,
+    )
     from training.data import load_cache
     from training.evaluate import savedmodel_embed_fn
     from training.export import add_calibration
@@ -382,9 +399,23 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     faces = embed_validation(
         identities, keys, savedmodel_embed_fn(model_dir), out / "val_embeddings.npz"
     )
+    fixes_note = "validation data as it is"
+    if args.data_fixes is not None:
+        fixes_path = Path(args.data_fixes) if args.data_fixes else DATA_FIXES
+        files = [f"{k}/{f}" for k in keys for f in identities[k].files]
+        faces, changed = apply_data_fixes(
+            faces, keys, files, json.loads(fixes_path.read_text(encoding="utf-8"))
+        )
+        fixes_note = (
+            f"label errors corrected by {fixes_path.name} ({changed['faces_relabelled']} faces "
+            f"relabelled as the same person, {changed['faces_dropped']} photos of someone "
+            "else dropped)"
+        )
+        log.info("calibration: %s", fixes_note)
+    people = len(np.unique(faces.labels))
     source = (
-        f"{len(keys)} identity-disjoint validation people ({len(faces.labels)} faces) of "
-        f"{', '.join(cfg.data.datasets)}; split seed {cfg.data.split_seed}"
+        f"{people} identity-disjoint validation people ({len(faces.labels)} faces) of "
+        f"{', '.join(cfg.data.datasets)}; split seed {cfg.data.split_seed}; {fixes_note}"
     )
     result = calibrate_model(
         faces,
