@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from tqdm import tqdm
 
 from app.gallery.crops import CropVault
@@ -128,6 +129,13 @@ def reembed(
     return report
 
 
+def _moved(record: FaceRecord, embedding: np.ndarray, crop: bytes | None) -> StoredFace:
+    """The face ``record`` as the new gallery stores it: same id, identity, time and hash."""
+    return StoredFace(
+        record.face_id, record.identity, embedding, record.created_at, record.content_hash, crop
+    )
+
+
 def _from_photos(
     pending: list[FaceRecord],
     photos: dict[str, Path],
@@ -164,14 +172,7 @@ def _from_photos(
                 left += records
         embeddings = embedder.embed([face.crop for _, face in usable])
         rows = [
-            StoredFace(
-                r.face_id,
-                r.identity,
-                embedding,
-                r.created_at,
-                r.content_hash,
-                sealer.seal(r.face_id, face.crop) if sealer else None,
-            )
+            _moved(r, embedding, sealer.seal(r.face_id, face.crop) if sealer else None)
             for (records, face), embedding in zip(usable, embeddings, strict=True)
             for r in records
         ]
@@ -202,15 +203,8 @@ def _from_crops(
             else:
                 ready.append((record, sealed, vault.open(record.face_id, sealed)))
         embeddings = embedder.embed([crop for _, _, crop in ready])
-        rows = [
-            StoredFace(
-                r.face_id,
-                r.identity,
-                embedding,
-                r.created_at,
-                r.content_hash,
-                sealed if keep_crops else None,  # same face id, same key: still opens
-            )
+        rows = [  # a kept crop is copied as it is: same face id, same key, still opens
+            _moved(r, embedding, sealed if keep_crops else None)
             for (r, sealed, _), embedding in zip(ready, embeddings, strict=True)
         ]
         report.from_crops += len(target.add_faces(rows, skip_existing=True))
