@@ -395,3 +395,45 @@ def test_bulk_enrolment_while_the_service_serves_is_picked_up_and_exports_across
     assert len(_rows(moved)) == enrolled
     with running_app(make_settings(tiny_model_dir, moved), face_pipeline) as client:
         assert [_identify(client, p) for p in photos] == answers
+
+
+def test_kept_crops_on_postgresql_move_to_a_new_model_and_go_with_erasure(
+    request: pytest.FixtureRequest,
+    monkeypatch: pytest.MonkeyPatch,
+    tiny_model_dir: Path,
+    new_model_dir: Path,
+    face_pipeline: FacePipeline,
+    tmp_path: Path,
+) -> None:
+    import psycopg
+
+    cluster = request.getfixturevalue("postgres")
+    cluster.reset()
+    key = new_key()
+    photos = _photo_tree(tmp_path / "photos", PEOPLE[:2], 2)
+    settings = make_settings(
+        tiny_model_dir,
+        tmp_path / "unused",
+        database_url=cluster.url,
+        keep_aligned_crops=True,
+        crop_key=key,
+    )
+    with running_app(settings, face_pipeline) as client:
+        _enroll_over_http(client, photos)
+        monkeypatch.setenv("FACEID_DATABASE_URL", cluster.url)
+        monkeypatch.setenv("FACEID_CROP_KEY", key)
+        code = _run(
+            monkeypatch, tiny_model_dir, tmp_path / "unused", "reembed",
+            "--to-model-dir", str(new_model_dir), "--to-data-dir", str(tmp_path / "new"),
+            "--from-crops", "--report", str(tmp_path / "r.json"),
+        )  # fmt: skip
+        assert code == 0
+        assert json.loads((tmp_path / "r.json").read_text())["from_crops"] == 4
+        assert len(_rows(tmp_path / "new")) == 4
+        with psycopg.connect(cluster.url) as conn:
+            sealed = conn.execute("SELECT COUNT(*) FROM faces WHERE crop IS NOT NULL").fetchone()
+        assert sealed is not None and sealed[0] == 4
+        assert client.delete(f"/identities/{PEOPLE[0]}").status_code == 204
+        with psycopg.connect(cluster.url) as conn:
+            rows = conn.execute("SELECT identity, crop IS NOT NULL FROM faces").fetchall()
+        assert len(rows) == 2 and all(who == PEOPLE[1] and kept for who, kept in rows)
