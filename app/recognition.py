@@ -9,7 +9,6 @@ to these calls and the results to response schemas.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import math
 import time
 from concurrent.futures import Executor
@@ -21,6 +20,7 @@ import numpy as np
 from app.errors import IMAGE_ERROR_STATUS, ApiError
 from app.gallery.index import GalleryIndex
 from app.gallery.service import Enrollment, GalleryService, NewFace
+from app.gallery.storage import content_hash
 from app.inference.batcher import MicroBatcher
 from app.metrics import Metrics
 from app.settings import Settings
@@ -178,11 +178,6 @@ class PhotoOutcome:
         return PhotoOutcome(None, exc)
 
 
-def content_hash(data: bytes) -> str:
-    """The SHA-256 of a photo's bytes, as stored with the faces enrolled from it."""
-    return hashlib.sha256(data).hexdigest()
-
-
 class Recognizer:
     """Detect-and-embed, identify, verify and enrol: the service's use cases."""
 
@@ -286,18 +281,6 @@ class Recognizer:
     async def _enrollable_in(self, data: bytes) -> tuple[AlignedFace, int]:
         faces = await self.find_faces(data, "/identities/{identity}/faces", None)
         return self.policy.enrollable(faces), len(faces)
-
-    async def enroll(self, identity: str, data: bytes) -> EnrolledFace:
-        """Store the embedding of the photo's largest face under ``identity``.
-
-        422 ``no_face`` without a face; 422 ``low_quality`` (saying why) when the face is
-        under the enrolment quality floor. Nothing is stored in either case.
-        """
-        outcome = (await self.enroll_photos(identity, [data]))[0]
-        if outcome.error is not None:
-            raise outcome.error
-        assert outcome.enrolled is not None
-        return outcome.enrolled
 
     async def enroll_photos(self, identity: str, photos: list[bytes]) -> list[PhotoOutcome]:
         """Enrol the largest face of each photo under ``identity``: one outcome per photo,

@@ -95,6 +95,13 @@ class Components:
         self.gallery.close()
 
 
+def face_pipeline(settings: Settings) -> FacePipeline:
+    """The face pipeline as the settings configure it (detector backend, smallest face,
+    pixel cap): the service and the gallery commands build theirs here."""
+    detector = FaceDetector(min_face_size=settings.min_face_size, backend=settings.detector)
+    return FacePipeline(detector, max_pixels=settings.max_pixels)
+
+
 def _load(
     settings: Settings, checked: Preflight, pipeline: FacePipeline | None
 ) -> tuple[EmbeddingModel, FacePipeline, GalleryService]:
@@ -103,8 +110,7 @@ def _load(
     model = EmbeddingModel(settings.model_dir, card, engine=settings.engine)
     model.warm_up(tuple(sorted({1, settings.batch_max_size})))
     if pipeline is None:
-        detector = FaceDetector(min_face_size=settings.min_face_size, backend=settings.detector)
-        pipeline = FacePipeline(detector, max_pixels=settings.max_pixels)
+        pipeline = face_pipeline(settings)
     rng = np.random.default_rng(0)
     pipeline.faces_in_pixels(np.zeros((160, 160, 3), dtype=np.uint8))
     pipeline.faces_in_pixels(rng.integers(0, 256, (250, 250, 3), dtype=np.uint8))

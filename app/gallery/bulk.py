@@ -12,7 +12,6 @@ stored: the outcome is the same as one uninterrupted run, without duplicates.
 
 from __future__ import annotations
 
-import hashlib
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
@@ -26,7 +25,7 @@ from app.gallery.crops import CropVault
 from app.gallery.names import validate_identity
 from app.gallery.offline import OfflineEmbedder
 from app.gallery.service import utc_now
-from app.gallery.storage import GalleryStorage, StoredFace
+from app.gallery.storage import GalleryStorage, StoredFace, content_hash
 from faces import AlignedFace, ImageError
 from faces.folders import list_identities, photos_in
 
@@ -156,7 +155,7 @@ def _enroll_chunk(
         except OSError as exc:
             report.record(identity, path, "unreadable", str(exc))
             continue
-        photos.append(_Photo(identity, path, data, hashlib.sha256(data).hexdigest()))
+        photos.append(_Photo(identity, path, data, content_hash(data)))
     stored = {
         (f.identity, f.content_hash) for f in store.faces_with_hashes([p.digest for p in photos])
     }

@@ -18,7 +18,8 @@ import numpy as np
 from app.inference.model import EmbeddingModel, load_card
 from app.recognition import MatchPolicy
 from app.settings import Settings
-from faces import AlignedFace, FaceDetector, FacePipeline
+from app.state import face_pipeline
+from faces import AlignedFace
 
 log = logging.getLogger("faceid.gallery.offline")
 
@@ -30,8 +31,7 @@ class OfflineEmbedder:
         model_dir = model_dir or settings.model_dir
         self.card = load_card(model_dir)
         self.model = EmbeddingModel(model_dir, self.card, engine=settings.engine)
-        detector = FaceDetector(min_face_size=settings.min_face_size, backend=settings.detector)
-        self.pipeline = FacePipeline(detector, max_pixels=settings.max_pixels)
+        self.pipeline = face_pipeline(settings)
         self.policy = MatchPolicy(self.card, settings)
         self.batch_size = settings.batch_max_size
         self.pool = ThreadPoolExecutor(

@@ -17,7 +17,6 @@ neither way can reach are listed in the report (their people must be enrolled ag
 
 from __future__ import annotations
 
-import hashlib
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,7 +28,7 @@ from tqdm import tqdm
 from app.gallery.crops import CropVault
 from app.gallery.offline import OfflineEmbedder
 from app.gallery.service import utc_now
-from app.gallery.storage import FaceRecord, GalleryStorage, StoredFace
+from app.gallery.storage import FaceRecord, GalleryStorage, StoredFace, content_hash
 from faces import ImageError
 from faces.folders import IMAGE_SUFFIXES
 
@@ -80,7 +79,7 @@ def _photos_by_hash(root: Path) -> dict[str, Path]:
     for path in sorted(root.rglob("*")):
         if path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES:
             try:
-                found.setdefault(hashlib.sha256(path.read_bytes()).hexdigest(), path)
+                found.setdefault(content_hash(path.read_bytes()), path)
             except OSError:
                 continue  # unreadable: its faces stay pending, then reported missing
     return found

@@ -28,6 +28,7 @@ sequence number it applied (``app.gallery.service.GalleryService``).
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -167,6 +168,12 @@ class GalleryStorage(Protocol):
     def close(self) -> None:
         """Release the connections."""
         ...
+
+
+def content_hash(data: bytes) -> str:
+    """The SHA-256 of a photo's bytes, as stored with the faces enrolled from it
+    (``content_hash``): enrolment, bulk enrolment and re-embedding all match on it."""
+    return hashlib.sha256(data).hexdigest()
 
 
 def check_embedding(embedding: np.ndarray, dim: int) -> np.ndarray:
