@@ -10,6 +10,7 @@ import pytest
 
 from faces.model_contract import Calibration
 from faces.open_set import (
+    MIN_GPD_SHAPE,
     fit_tail,
     per_identity_rate,
     tail_exceedance,
@@ -50,13 +51,32 @@ def test_tail_table_and_pareto_fit_agree_with_the_sample(
     # within the measured table: the true quantile
     got = tail_quantile(tail, 1e-5)
     assert got == pytest.approx(SIGMA * _normal_isf(1e-5), abs=0.005)
-    # beyond the data (1e-7 of 2M scores is 0.2 of a score): never lighter than an
-    # exponential tail, so conservative for this Gaussian, but not wildly so
+    # beyond the data (1e-7 of 2M scores is 0.2 of a score): the Pareto fit follows the
+    # Gaussian's light tail closely, erring high rather than low
     for rate in (1e-6, 1e-7):
         got = tail_quantile(tail, rate)
         want = SIGMA * _normal_isf(rate)
         assert want - 0.005 <= got <= want + 0.06, rate
         assert tail_exceedance(tail, got) == pytest.approx(rate, rel=1e-6)
+
+
+def test_pareto_shape_follows_the_data_but_never_ends_the_tail_early() -> None:
+    rng = np.random.default_rng(2)
+    # a bounded distribution (uniform: shape -1) is floored at MIN_GPD_SHAPE, so beyond
+    # the data the threshold is above the true quantile (conservative), by a little
+    bounded = fit_tail(rng.uniform(0.0, 1.0, 2_000_000), templates=1)
+    assert bounded.gpd_shape == pytest.approx(MIN_GPD_SHAPE)
+    assert 1.0 - 1e-7 < tail_quantile(bounded, 1e-7) < 1.02
+    # a heavy (Pareto, shape +0.2) tail keeps its fitted shape, so its extrapolated
+    # quantile is not under-stated the way an exponential would under-state it
+    heavy = fit_tail(rng.pareto(5.0, 2_000_000), templates=1)
+    assert heavy.gpd_shape == pytest.approx(0.2, abs=0.08)
+    true_q = 1e-7 ** (-1 / 5.0) - 1.0
+    assert tail_quantile(heavy, 1e-7) == pytest.approx(true_q, rel=0.4)
+    # with no floor a sample whose shape is below it keeps the lighter estimate
+    free = fit_tail(rng.uniform(0.0, 1.0, 2_000_000), templates=1, min_shape=-10.0)
+    assert free.gpd_shape < -0.5
+    assert tail_quantile(free, 1e-7) < tail_quantile(bounded, 1e-7)
 
 
 def _normal_isf(p: float) -> float:
