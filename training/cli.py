@@ -157,17 +157,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", default=None, help="split.json (default: from the config)")
     p.add_argument("--out", default=None, help="output dir (default runs/calibration/<model>)")
     p.add_argument("--aggregation", choices=("max", "mean", "centroid"), default="centroid")
-    p.add_argument(
+    fixes = p.add_mutually_exclusive_group()
+    fixes.add_argument(
         "--data-fixes",
-        nargs="?",
-        const="",
-        default=None,
+        default="",
         metavar="PATH",
-        help="correct the label errors of the validation data listed in PATH (default "
-        "training/data_fixes.json) before calibrating; without this flag the data is used "
-        "as it is, as for the shipped card",
+        help="the label errors of the validation data to correct before calibrating "
+        "(default training/data_fixes.json: identities that are one person merged, photos "
+        "whose largest face is someone else dropped)",
     )
-    p.add_argument("--repeats", type=int, default=20, help="random calibration/test splits")
+    fixes.add_argument(
+        "--no-data-fixes",
+        dest="data_fixes",
+        action="store_const",
+        const=None,
+        help="calibrate on the validation data as it is, label errors included",
+    )
+    p.add_argument("--repeats", type=int, default=100, help="random calibration/test splits")
     p.add_argument(
         "--quality-floor",
         type=float,

@@ -124,7 +124,7 @@ def main() -> None:
         default=ROOT / "runs" / "calibration" / "faceid-2" / "val_embeddings.npz",
     )
     ap.add_argument("--min-score", type=float, default=0.70)
-    ap.add_argument("--repeats", type=int, default=20)
+    ap.add_argument("--repeats", type=int, default=100)
     args = ap.parse_args()
     faces, keys, files = load(args.embeddings)
     if args.report == "pairs":

@@ -54,3 +54,14 @@ def test_the_protocol_builds_the_largest_gallery_asked_for_when_the_people_suffi
     assert 1000 in sizes and 10 in sizes
     for row in result["rows"]:  # well-separated synthetic people: calibrated within 2x
         assert row["fpir"] <= 2 * row["target_fpir"] + 0.01
+
+
+def test_calibrate_corrects_the_listed_label_errors_unless_told_not_to() -> None:
+    from training.cli import build_parser
+
+    parser = build_parser()
+    default = parser.parse_args(["calibrate"])
+    assert default.data_fixes == ""  # "" = the shipped training/data_fixes.json
+    assert default.repeats == 100
+    assert parser.parse_args(["calibrate", "--no-data-fixes"]).data_fixes is None
+    assert parser.parse_args(["calibrate", "--data-fixes", "x.json"]).data_fixes == "x.json"
