@@ -6,7 +6,10 @@ each, then ``POST /identify`` with their other photos (mated probes) and with ev
 people never enrolled (strangers). Reported: the achieved FPIR (strangers named as someone)
 against the service's target (``/health``), the FNIR (enrolled people not named, or named
 wrongly), the threshold in force, how many faces enrolment refused for low quality and how
-many probes were answered ``low_quality``.
+many probes were answered ``low_quality``. The same two rates are also given without the
+public data's label errors (``training/data_fixes.json``, docs/MODEL.md): a stranger named as
+a person the list says they are, or a photo whose largest face is someone else, is not
+counted.
 
 People come from folder-per-person datasets (``--data``, several allowed); with
 ``--split`` (a ``python -m training split`` file) only validation people are used, i.e.
@@ -39,6 +42,8 @@ from bench.common import (
     people_images,
     write_results,
 )
+
+DATA_FIXES = Path(__file__).resolve().parents[1] / "training" / "data_fixes.json"
 
 
 def _post(service: Service, path: str, image: Path) -> tuple[int, dict[str, Any]]:
@@ -73,14 +78,15 @@ def select_people(
 
 def run(service: Service, enrolled: dict, strangers: dict, templates: int, workers: int) -> dict:
     """Enrol, then probe; every answer is kept as counts."""
-    probes: list[tuple[str | None, Path]] = []
+    probes: list[tuple[str, Path, bool]] = []
     enrol_jobs: list[tuple[str, Path]] = []
     for name, imgs in enrolled.items():
         keep = min(templates, len(imgs) - 1) if len(imgs) > 1 else 1
         enrol_jobs += [(name, p) for p in imgs[:keep]]
-        probes += [(name, p) for p in imgs[keep:]]
-    probes += [(None, p) for imgs in strangers.values() for p in imgs]
+        probes += [(name, p, True) for p in imgs[keep:]]
+    probes += [(name, p, False) for name, imgs in strangers.items() for p in imgs]
     ids = {name: f"p{i}" for i, name in enumerate(sorted(enrolled))}
+    names = {v: k for k, v in ids.items()}
     counts: dict[str, int] = {}
     lock = threading.Lock()
     t0 = time.monotonic()
@@ -96,15 +102,20 @@ def run(service: Service, enrolled: dict, strangers: dict, templates: int, worke
     enrol_s = time.monotonic() - t0
     answers: list[dict[str, Any]] = []
 
-    def probe(job: tuple[str | None, Path]) -> None:
-        status, body = _post(service, "/identify", job[1])
+    def probe(job: tuple[str, Path, bool]) -> None:
+        person, photo, mated = job
+        status, body = _post(service, "/identify", photo)
         faces = body.get("faces") if status == 200 else None
         face = faces[0] if faces else None
+        got = face.get("identity") if face else None
         answers.append(
             {
-                "mated": job[0] is not None,
-                "want": ids.get(job[0] or ""),
-                "got": face.get("identity") if face else None,
+                "mated": mated,
+                "person": person.split(":")[-1],
+                "photo": f"{photo.parent.name}/{photo.name}",
+                "want": ids.get(person) if mated else None,
+                "got": got,
+                "got_person": names[got].split(":")[-1] if got in names else None,
                 "reason": (face.get("reason") if face else "no_face"),
                 "threshold": body.get("threshold", {}).get("value") if status == 200 else None,
             }
@@ -128,6 +139,34 @@ def run(service: Service, enrolled: dict, strangers: dict, templates: int, worke
         "low_quality_probes": int(sum(a["reason"] == "low_quality" for a in answers)),
         "no_face_probes": int(sum(a["reason"] == "no_face" for a in answers)),
         "thresholds_seen": thresholds,
+        **without_label_errors(answers, json.loads(DATA_FIXES.read_text(encoding="utf-8"))),
+    }
+
+
+def without_label_errors(answers: list[dict[str, Any]], fixes: dict[str, Any]) -> dict[str, Any]:
+    """FPIR and FNIR with the label errors of ``fixes`` (``training/data_fixes.json``) taken
+    out: photos whose largest face is someone else are left out, and naming a person the
+    list says is the same person as the probe's counts as a correct name, not an alarm."""
+    alias = {k.split("/")[-1]: group[0] for group in fixes["same_person"] for k in group}
+    wrong = {"/".join(p.split("/")[-2:]) for p in fixes["largest_face_is_someone_else"]}
+
+    def same(a: str | None, b: str | None) -> bool:
+        return a is not None and b is not None and (a == b or alias.get(a, a) == alias.get(b, b))
+
+    kept = [a for a in answers if a["photo"] not in wrong]
+    strange = [a for a in kept if not a["mated"]]
+    mated = [a for a in kept if a["mated"]]
+    alarms = [a for a in strange if a["got"] is not None and not same(a["person"], a["got_person"])]
+    hits = [a for a in mated if same(a["person"], a["got_person"])]
+    return {
+        "label_errors": {
+            "photos_left_out": len(answers) - len(kept),
+            "stranger_alarms_explained": int(
+                sum(a["got"] is not None for a in answers if not a["mated"]) - len(alarms)
+            ),
+            "fpir": len(alarms) / len(strange) if strange else None,
+            "fnir": 1.0 - len(hits) / len(mated) if mated else None,
+        }
     }
 
 
@@ -148,6 +187,18 @@ def markdown(result: dict[str, Any]) -> str:
         + md_table([row], list(row))
         + f"\n\nEnrolment: {json.dumps(r['enrolment'])}; probes answered low_quality: "
         f"{r['low_quality_probes']}, without a face: {r['no_face_probes']}.\n"
+        + _label_error_line(r.get("label_errors"))
+    )
+
+
+def _label_error_line(fixed: dict[str, Any] | None) -> str:
+    if not fixed or fixed["fpir"] is None or fixed["fnir"] is None:
+        return ""
+    return (
+        f"\nWithout the label errors of training/data_fixes.json "
+        f"({fixed['photos_left_out']} probe photos of someone else left out, "
+        f"{fixed['stranger_alarms_explained']} strangers named as the person they are): "
+        f"FPIR {fixed['fpir']:.4f}, FNIR {fixed['fnir']:.4f}.\n"
     )
 
 
