@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import sys
+import tempfile
+from pathlib import Path
 
 from pydantic import ValidationError
 
@@ -34,16 +37,26 @@ def main() -> None:
         # N processes on one socket; each builds the app from the environment
         # (app.main:app) and follows the others' gallery changes.
         checked.store.close()  # each worker opens (and checks) the gallery again
-        from app.server import server_options
+        from app.server import WORKER_FAILURE_FILE, server_options
 
-        uvicorn.run(
-            "app.main:app",
-            workers=settings.workers,
-            # Loading TensorFlow and converting the model can hold the GIL for seconds at a
-            # time on a busy machine; uvicorn's default 5 s would kill a starting worker.
-            timeout_worker_healthcheck=120,
-            **server_options(settings),
-        )
+        with tempfile.TemporaryDirectory(prefix="faceid-") as tmp:
+            failure = Path(tmp) / "worker-startup-failure"
+            os.environ[WORKER_FAILURE_FILE] = str(failure)  # inherited by the workers
+            uvicorn.run(
+                "app.main:app",
+                workers=settings.workers,
+                # Loading TensorFlow and converting the model can hold the GIL for seconds at
+                # a time on a busy machine; uvicorn's default 5 s would kill a starting worker.
+                timeout_worker_healthcheck=120,
+                **server_options(settings),
+            )
+            if failure.exists():
+                reason = failure.read_text(encoding="utf-8")
+                print(
+                    f"faceid: a worker could not load the model, all workers stopped: {reason}",
+                    file=sys.stderr,
+                )
+                raise SystemExit(1)
         return
 
     from app.main import create_app

@@ -14,8 +14,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
-import signal
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -32,6 +30,7 @@ from app.guards import ApiKeyMiddleware, BodyGuardMiddleware
 from app.metrics import Metrics
 from app.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
 from app.openapi import install_openapi, operation_id, public_paths, public_prefixes
+from app.server import stop_after_startup_failure
 from app.settings import Settings
 from app.state import Preflight, ServiceState, build, preflight
 from faces import FacePipeline
@@ -172,9 +171,11 @@ def __getattr__(name: str) -> Any:
 
         settings = Settings()
         configure_logging(settings.log_level)
-        application = create_app(
-            settings, on_startup_failure=lambda: os.kill(os.getpid(), signal.SIGTERM)
-        )
+
+        def stop() -> None:  # the model failed to load: end this process, see the docstring
+            stop_after_startup_failure(application.state.faceid.failed or "startup failed")
+
+        application = create_app(settings, on_startup_failure=stop)
         globals()["app"] = application
         return application
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

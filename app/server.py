@@ -13,16 +13,23 @@ httptools protocol, subclassed) adds:
 
 Body timeouts are the app's (``app.guards.BodyTimeoutMiddleware``): they answer 408 too.
 ``server_config`` is what ``python -m app`` runs and what the tests start.
+``stop_after_startup_failure`` ends a process whose model failed to load, so that uvicorn's
+worker supervisor (``FACEID_WORKERS`` > 1) stops instead of restarting it forever.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import json
-from typing import Any
+import logging
+import os
+from pathlib import Path
+from typing import Any, NoReturn
 
 import uvicorn
+from uvicorn.config import STARTUP_FAILURE
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from app.errors import error_body
@@ -145,3 +152,24 @@ def server_config(settings: Settings, application: Any) -> uvicorn.Config:
     config = uvicorn.Config(application, **server_options(settings))
     config.faceid_limits = (settings.header_timeout_s, settings.max_connections)  # type: ignore[attr-defined]
     return config
+
+
+#: Set by ``python -m app`` for its worker processes: where a worker that cannot load the
+#: model leaves the reason for the supervising command.
+WORKER_FAILURE_FILE = "FACEID_WORKER_FAILURE_FILE"
+
+
+def stop_after_startup_failure(reason: str) -> NoReturn:
+    """End this process after its model failed to load.
+
+    The exit status is uvicorn's ``STARTUP_FAILURE``: a uvicorn worker supervisor
+    (``FACEID_WORKERS`` > 1, or ``uvicorn --workers``) then stops every worker instead of
+    starting this one again, which would fail the same way forever. Under ``python -m app``
+    the reason is left in ``FACEID_WORKER_FAILURE_FILE`` for it to report.
+    """
+    marker = os.environ.get(WORKER_FAILURE_FILE)
+    if marker:
+        with contextlib.suppress(OSError):
+            Path(marker).write_text(reason, encoding="utf-8")
+    logging.shutdown()  # flush the critical log line before the hard exit
+    os._exit(STARTUP_FAILURE)

@@ -306,3 +306,33 @@ def test_python_m_app_exits_non_zero_when_the_model_cannot_load(
     ]
     assert failures and failures[0]["level"] == "CRITICAL"
     assert "SavedModel" in failures[0]["msg"]
+
+
+def test_python_m_app_with_workers_stops_when_the_model_cannot_load(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    """With FACEID_WORKERS > 1 a worker whose model fails to load must not be restarted
+    forever by uvicorn's supervisor: every worker stops and the command exits 1 with the
+    reason."""
+    model = copy_model(tiny_model_dir, tmp_path / "m")
+    (model / "saved_model.pb").write_bytes(b"not a protobuf")
+    env = _server_env(model, tmp_path / "data", free_port())
+    env["FACEID_WORKERS"] = "2"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "app"],
+        cwd=REPO_ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        _out, err = proc.communicate(timeout=300)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        _out, err = proc.communicate()
+        pytest.fail(f"still running after 300 s (workers restarted?):\n{err[-3000:]}")
+    assert proc.returncode == 1, err[-3000:]
+    assert "a worker could not load the model" in err and "SavedModel" in err
+    assert err.count("Started server process") <= 2  # no worker was started again
