@@ -20,7 +20,7 @@ def main() -> None:
         print(f"faceid: invalid configuration:\n{exc}", file=sys.stderr)
         raise SystemExit(2) from None
 
-    from app.errors import StartupError
+    from app.domain_errors import StartupError
     from app.log import configure_logging
     from app.state import preflight
 

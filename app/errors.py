@@ -1,8 +1,11 @@
 """One error envelope for every failure: ``{"error": {"code": str, "message": str}}``.
 
-Handlers here turn API errors, image refusals, unknown routes (404), wrong methods (405),
-request validation (422) and unexpected exceptions (500, in ``app.middleware``) into that
-envelope. A traceback never reaches a client; it goes to the logs with the request id.
+This module only maps errors onto HTTP: the domain's errors (``app.domain_errors``), the
+face pipeline's image refusals (``faces.ImageError``), the web layer's own ``ApiError``,
+unknown routes (404), wrong methods (405), request validation (422) and unexpected
+exceptions (500, in ``app.middleware``). Every code's status comes from the one table,
+``app.error_codes.ERROR_CODES``. A traceback never reaches a client; it goes to the logs
+with the request id.
 """
 
 from __future__ import annotations
@@ -16,34 +19,20 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
-from app.gallery.storage import StorageUnavailable
+from app.domain_errors import DomainError
+from app.error_codes import DEFAULT_CODE_OF_STATUS, status_of
 from faces import ImageError
 
 _METHODS = ("DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT")
-_CODES_BY_STATUS = {
-    400: "invalid_multipart",
-    401: "unauthorized",
-    403: "forbidden",
-    404: "not_found",
-    405: "method_not_allowed",
-    406: "not_acceptable",
-    408: "request_timeout",
-    413: "too_large",
-    415: "unsupported_media_type",
-    422: "validation_error",
-    429: "too_many_requests",
-    500: "internal_error",
-    503: "unavailable",
-}
 
 
 class ApiError(StarletteHTTPException):
-    """An error answered with the envelope: status, machine-readable code, human message."""
+    """An error of the web layer itself (keys, readiness, uploads, unknown names),
+    answered with the envelope: its code's status from ``ERROR_CODES``, the code and a
+    human message."""
 
-    def __init__(
-        self, status: int, code: str, message: str, headers: Mapping[str, str] | None = None
-    ) -> None:
-        super().__init__(status_code=status, detail=message, headers=dict(headers or {}))
+    def __init__(self, code: str, message: str, headers: Mapping[str, str] | None = None) -> None:
+        super().__init__(status_code=status_of(code), detail=message, headers=dict(headers or {}))
         self.code = code
         self.message = message
 
@@ -53,8 +42,15 @@ def error_body(code: str, message: str) -> dict[str, dict[str, str]]:
 
 
 def error_response(
-    status: int, code: str, message: str, headers: Mapping[str, str] | None = None
+    code: str,
+    message: str,
+    headers: Mapping[str, str] | None = None,
+    *,
+    status: int | None = None,
 ) -> JSONResponse:
+    """The envelope for ``code``, with its status from ``ERROR_CODES`` (``status`` only for
+    a bare framework error whose status has no code of ours)."""
+    status = status_of(code) if status is None else status
     return JSONResponse(error_body(code, message), status_code=status, headers=dict(headers or {}))
 
 
@@ -67,20 +63,26 @@ def _format_location(loc: tuple[Any, ...] | list[Any]) -> str:
 
 async def _api_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ApiError)
-    return error_response(exc.status_code, exc.code, exc.message, exc.headers)
+    return error_response(exc.code, exc.message, exc.headers)
 
 
-# The face pipeline's refusals (``faces.ImageError`` codes) and the HTTP status of each.
-IMAGE_ERROR_STATUS = {"invalid_image": 400, "too_large": 413, "unsupported_media_type": 415}
+def refusal_response(exc: DomainError | ImageError) -> JSONResponse:
+    """The envelope of a domain or image refusal, with its code's status."""
+    if isinstance(exc, ImageError):
+        return error_response(exc.code, exc.message)
+    headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after else None
+    return error_response(exc.code, exc.public_message, headers)
 
 
-class StartupError(RuntimeError):
-    """A configuration problem that must stop the service before it serves (exit code 2)."""
+def refusal_body(exc: DomainError | ImageError) -> dict[str, str]:
+    """``{"code", "message"}`` of a refusal, as a per-photo outcome reports it."""
+    message = exc.message if isinstance(exc, ImageError) else exc.public_message
+    return {"code": exc.code, "message": message}
 
 
-async def _image_error(_: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, ImageError)
-    return error_response(IMAGE_ERROR_STATUS.get(exc.code, 400), exc.code, exc.message)
+async def _refusal(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, DomainError | ImageError)
+    return refusal_response(exc)
 
 
 def allowed_methods(request: Request) -> list[str]:
@@ -99,7 +101,7 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     if isinstance(exc, ApiError):
         return await _api_error(request, exc)
-    code = _CODES_BY_STATUS.get(exc.status_code, "http_error")
+    code = DEFAULT_CODE_OF_STATUS.get(exc.status_code, "http_error")
     detail = exc.detail if isinstance(exc.detail, str) else code.replace("_", " ")
     headers = dict(exc.headers or {})
     if exc.status_code == 400:  # only the body (multipart form) parser raises a bare 400
@@ -111,17 +113,7 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
         if allowed:
             headers["Allow"] = ", ".join(allowed)
         detail = f"Method {request.method} is not allowed here; allowed: {', '.join(allowed)}."
-    return error_response(exc.status_code, code, detail, headers)
-
-
-async def _storage_unavailable(_: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, StorageUnavailable)
-    return error_response(
-        503,
-        "storage_unavailable",
-        "The gallery database is unreachable; nothing was changed. Retry shortly.",
-        {"Retry-After": "2"},
-    )
+    return error_response(code, detail, headers, status=exc.status_code)
 
 
 async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
@@ -131,13 +123,13 @@ async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
         for err in exc.errors()
     ]
     message = "; ".join(problems[:10]) or "The request is invalid."
-    return error_response(422, "validation_error", message)
+    return error_response("validation_error", message)
 
 
 def install_error_handlers(app: FastAPI) -> None:
     """Register the envelope handlers (500s are handled by RequestContextMiddleware)."""
     app.add_exception_handler(ApiError, _api_error)
-    app.add_exception_handler(ImageError, _image_error)
+    app.add_exception_handler(ImageError, _refusal)
+    app.add_exception_handler(DomainError, _refusal)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
-    app.add_exception_handler(StorageUnavailable, _storage_unavailable)

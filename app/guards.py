@@ -18,6 +18,7 @@ its body parsing, and the app's handlers turn them into the envelope.
 from __future__ import annotations
 
 import asyncio
+import hmac
 import time
 from collections.abc import Callable, Collection
 
@@ -25,7 +26,6 @@ from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.api.deps import keys_match
 from app.errors import ApiError, error_response
 
 CLOSE = {"Connection": "close"}
@@ -36,31 +36,32 @@ def _has_body(headers: Headers) -> bool:
     return "transfer-encoding" in headers or (length is not None and length.strip() != "0")
 
 
-class ApiKeyMiddleware:
-    """401 ``unauthorized`` from the ``Authorization`` header, before the body is read.
+def keys_match(given: str, keys: tuple[str, ...]) -> bool:
+    """Constant-time comparison against every configured key (no early exit)."""
+    given_bytes = given.encode("utf-8")
+    found = False
+    for key in keys:
+        found |= hmac.compare_digest(given_bytes, key.encode("utf-8"))
+    return found
 
-    Every path needs a key (when keys are configured) except ``public_paths`` and those
-    under ``public_prefixes``.
+
+class ApiKeyMiddleware:
+    """401 ``unauthorized`` from the ``Authorization`` header, before the body is read:
+    the one place keys are checked.
+
+    Every request needs a key (when keys are configured) unless ``is_public`` says its
+    route answers without one (``app.route_policy``).
     """
 
     def __init__(
-        self,
-        app: ASGIApp,
-        keys: Collection[str],
-        public_paths: Collection[str],
-        public_prefixes: Collection[str] = (),
+        self, app: ASGIApp, keys: Collection[str], is_public: Callable[[Scope], bool]
     ) -> None:
         self.app = app
         self.keys = tuple(keys)
-        self.public = frozenset(public_paths)
-        self.public_prefixes = tuple(public_prefixes)
-
-    def is_public(self, path: str) -> bool:
-        """Whether ``path`` answers without a key."""
-        return path in self.public or path.startswith(self.public_prefixes)
+        self.is_public = is_public
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not self.keys or self.is_public(scope["path"]):
+        if scope["type"] != "http" or not self.keys or self.is_public(scope):
             await self.app(scope, receive, send)
             return
         headers = Headers(scope=scope)
@@ -76,7 +77,7 @@ class ApiKeyMiddleware:
         extra = {"WWW-Authenticate": "Bearer"}
         if _has_body(headers):  # the body is left unread: close rather than drain it
             extra.update(CLOSE)
-        await error_response(401, "unauthorized", message, extra)(scope, receive, send)
+        await error_response("unauthorized", message, extra)(scope, receive, send)
 
 
 class _PartWatcher:
@@ -129,13 +130,11 @@ class _PartWatcher:
             field = name.decode("utf-8", "replace")
             if self.files_per_field == 1:
                 self.problem = ApiError(
-                    422,
                     "multiple_files",
                     f"Field '{field}' carries more than one file; send one file per field.",
                 )
             else:
                 self.problem = ApiError(
-                    422,
                     "too_many_images",
                     f"Field '{field}' carries more than {self.files_per_field} files; send at "
                     "most that many per request (or use python -m app.gallery enroll).",
@@ -145,7 +144,6 @@ class _PartWatcher:
         self.part_bytes += end - start
         if self.part_bytes > self.part_limit and self.problem is None:
             self.problem = ApiError(
-                413,
                 "too_large",
                 f"A part of the upload is over the {self.part_limit}-byte limit per file.",
                 CLOSE,
@@ -210,7 +208,6 @@ class BodyGuardMiddleware:
                 message = await asyncio.wait_for(receive(), timeout=max(wait, 0.0))
             except TimeoutError:
                 raise ApiError(
-                    408,
                     "request_timeout",
                     "The request body stalled or took too long to arrive "
                     f"(limits: {self.idle_timeout_s:g} s between pieces, "

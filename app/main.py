@@ -1,9 +1,10 @@
 """The application factory and its lifespan.
 
-``create_app(settings)`` builds the FastAPI app; its lifespan runs the fast startup checks
-(model card, preprocessing version, gallery model version: a mismatch stops the process
-with a clear message), then loads and warms up the model, the face detector and the
-gallery index in the background while ``/health`` answers 503 ``starting``.
+``create_app(settings)`` builds the FastAPI app in named steps (error handlers, docs, web
+page, guards, routes, OpenAPI). Its ``lifespan`` runs the fast startup checks (model
+card, preprocessing version, gallery model version: a mismatch stops the process with a
+clear message), then loads and warms up the model, the face detector and the gallery
+index in the background while ``/health`` answers 503 ``starting``.
 
 ``uvicorn app.main:app`` works too: ``app`` is created on first access with settings
 from the environment.
@@ -15,21 +16,22 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from typing import Any
 
-from fastapi import Depends, FastAPI
+from fastapi import FastAPI
 from starlette.formparsers import MultiPartParser
-from starlette.types import Scope
 
 from app.api import embed, health, identify, identities, metrics, verify
-from app.api.deps import require_api_key
 from app.api.docs import install_docs
 from app.api.web import install_web
-from app.errors import StartupError, install_error_handlers
+from app.domain_errors import StartupError
+from app.errors import install_error_handlers
 from app.guards import ApiKeyMiddleware, BodyGuardMiddleware
 from app.metrics import Metrics
 from app.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
-from app.openapi import install_openapi, operation_id, public_paths, public_prefixes
+from app.openapi import install_openapi, operation_id
+from app.route_policy import MULTIPART_SLACK, RouteTable
 from app.server import stop_after_startup_failure
 from app.settings import Settings
 from app.state import Preflight, ServiceState, build, preflight
@@ -38,8 +40,6 @@ from faces import FacePipeline
 log = logging.getLogger("faceid.main")
 
 API_VERSION = "1.0.0"
-# Multipart overhead allowed on top of the image bytes (boundaries, headers, small fields).
-_MULTIPART_SLACK = 64 * 1024
 
 DESCRIPTION = """
 Face identification over HTTP. Enroll people with a photo or more, then ask who is in a
@@ -50,6 +50,107 @@ Errors always come as `{"error": {"code": ..., "message": ...}}`. When API keys 
 configured, send `Authorization: Bearer <key>` on every path but `/health` and `/metrics`
 (these documentation pages included, unless `FACEID_DOCS_PUBLIC=true`).
 """
+
+
+@dataclass
+class _Startup:
+    """What ``create_app`` hands its lifespan: the startup checks already run (if any),
+    the shared face pipeline (tests) and what to do when loading fails."""
+
+    checked: Preflight | None
+    pipeline: FacePipeline | None
+    on_failure: Callable[[], None] | None
+
+
+async def _load(state: ServiceState, checked: Preflight, pipeline: FacePipeline | None) -> None:
+    """Build the components in the background and swap them in; record a failure."""
+    try:
+        state.set_ready(await build(state.settings, state.metrics, checked, pipeline))
+    except Exception as exc:
+        state.failed = str(exc) if isinstance(exc, StartupError) else repr(exc)
+        log.critical("startup failed: %s", state.failed, exc_info=exc)
+        checked.store.close()
+        raise
+
+
+def _start_loading(
+    state: ServiceState, checked: Preflight, startup: _Startup
+) -> asyncio.Task[None]:
+    """The background load; when it fails, ``startup.on_failure`` (stop the server)."""
+    loader = asyncio.create_task(_load(state, checked, startup.pipeline), name="faceid-load")
+
+    def loaded(task: asyncio.Task[None]) -> None:
+        if task.cancelled() or task.exception() is None:
+            return
+        if startup.on_failure is not None:
+            startup.on_failure()
+
+    loader.add_done_callback(loaded)
+    return loader
+
+
+async def _stop(state: ServiceState, checked: Preflight, loader: asyncio.Task[None]) -> None:
+    """Cancel a load still running, then close what was opened."""
+    if not loader.done():
+        loader.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await loader
+    if state.ready:
+        await state.close()
+    else:
+        checked.store.close()
+
+
+@contextlib.asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    """Run the fast startup checks (a failure stops the process), load the model and the
+    gallery in the background while ``/health`` answers 503, close everything at the end."""
+    state: ServiceState = app.state.faceid
+    startup: _Startup = app.state.faceid_startup
+    try:
+        checked = startup.checked or preflight(state.settings)
+    except StartupError as exc:
+        log.critical("refusing to start: %s", exc)
+        raise
+    startup.checked = None  # a later lifespan of this app (tests restart it) checks afresh
+    loader = _start_loading(state, checked, startup)
+    try:
+        yield
+    finally:
+        await _stop(state, checked, loader)
+
+
+def keep_uploads_in_memory(settings: Settings) -> None:
+    """Let Starlette's multipart parser hold an upload of up to ``max_upload_bytes`` in
+    memory, so photos never touch the disk. The setting is process-wide (a class
+    attribute of Starlette's parser): it only ever grows, so apps with different caps in
+    one process (tests) each keep theirs in memory."""
+    MultiPartParser.spool_max_size = max(
+        MultiPartParser.spool_max_size, settings.max_upload_bytes + MULTIPART_SLACK
+    )
+
+
+def add_guards(app: FastAPI, settings: Settings, metrics_: Metrics) -> None:
+    """The middleware stack, outermost last: request context, API key (from the headers,
+    before the body), body stream guard (per-part caps, stalls), body size cap. Public
+    routes and body limits come from ``app.route_policy.ROUTES``."""
+    routes = RouteTable(app, settings)
+    app.add_middleware(BodySizeLimitMiddleware, limit_for=routes.body_limit)
+    app.add_middleware(
+        BodyGuardMiddleware,
+        files_per_field=routes.files_per_field,
+        part_limit=settings.max_upload_bytes,
+        idle_timeout_s=settings.body_idle_timeout_s,
+        total_timeout_s=settings.body_timeout_s,
+    )
+    app.add_middleware(ApiKeyMiddleware, keys=settings.api_keys, is_public=routes.is_public)
+    app.add_middleware(RequestContextMiddleware, metrics=metrics_)
+
+
+def add_routes(app: FastAPI) -> None:
+    """The API's resources (the key guard protects all but the public ones)."""
+    for module in (health, metrics, identify, verify, embed, identities):
+        app.include_router(module.router)
 
 
 def create_app(
@@ -65,53 +166,7 @@ def create_app(
     the server); without it the app stays up and ``/health`` answers 503 ``failed``."""
     settings = settings or Settings()
     metrics_ = Metrics()
-    state = ServiceState(settings, metrics_)
-
-    # Keep uploads (capped at max_upload_bytes) in memory: photos never touch the disk.
-    MultiPartParser.spool_max_size = max(
-        MultiPartParser.spool_max_size, settings.max_upload_bytes + _MULTIPART_SLACK
-    )
-
-    @contextlib.asynccontextmanager
-    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        nonlocal checked
-        try:
-            startup = checked or preflight(settings)
-        except StartupError as exc:
-            log.critical("refusing to start: %s", exc)
-            raise
-        checked = None  # a later lifespan of this app (tests restart it) checks afresh
-
-        async def load() -> None:
-            try:
-                state.set_ready(await build(settings, metrics_, startup, pipeline))
-            except Exception as exc:
-                state.failed = str(exc) if isinstance(exc, StartupError) else repr(exc)
-                log.critical("startup failed: %s", state.failed, exc_info=exc)
-                startup.store.close()
-                raise
-
-        loader = asyncio.create_task(load(), name="faceid-load")
-
-        def _loaded(task: asyncio.Task[None]) -> None:
-            if task.cancelled() or task.exception() is None:
-                return
-            if on_startup_failure is not None:
-                on_startup_failure()
-
-        loader.add_done_callback(_loaded)
-        try:
-            yield
-        finally:
-            if not loader.done():
-                loader.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await loader
-            if state.ready:
-                await state.close()
-            else:
-                startup.store.close()
-
+    keep_uploads_in_memory(settings)
     app = FastAPI(
         title="faceid",
         version=API_VERSION,
@@ -121,45 +176,13 @@ def create_app(
         docs_url=None,  # /docs and /redoc come from install_docs, with local assets
         redoc_url=None,
     )
-    app.state.faceid = state
+    app.state.faceid = ServiceState(settings, metrics_)
+    app.state.faceid_startup = _Startup(checked, pipeline, on_startup_failure)
     install_error_handlers(app)
-    # Before any middleware that reads app.docs_url / app.redoc_url (install_docs sets them).
     install_docs(app)
     install_web(app)
-
-    def enroll_files(scope: Scope) -> int:
-        """Files allowed in the enrolment route's ``image`` field (1 elsewhere)."""
-        path = scope.get("path", "").rstrip("/")
-        enrolling = path.startswith("/identities/") and path.endswith("/faces")
-        return settings.enroll_max_images if scope.get("method") == "POST" and enrolling else 1
-
-    def body_limit(scope: Scope) -> int:
-        images = 2 if scope.get("path", "").rstrip("/") == "/verify" else enroll_files(scope)
-        return images * settings.max_upload_bytes + _MULTIPART_SLACK
-
-    app.add_middleware(BodySizeLimitMiddleware, limit_for=body_limit)
-    app.add_middleware(
-        BodyGuardMiddleware,
-        files_per_field=enroll_files,
-        part_limit=settings.max_upload_bytes,
-        idle_timeout_s=settings.body_idle_timeout_s,
-        total_timeout_s=settings.body_timeout_s,
-    )
-    app.add_middleware(
-        ApiKeyMiddleware,
-        keys=settings.api_keys,
-        public_paths=public_paths(app, settings),
-        public_prefixes=public_prefixes(app),
-    )
-    app.add_middleware(RequestContextMiddleware, metrics=metrics_)
-
-    protected = [Depends(require_api_key)]
-    app.include_router(health.router)
-    app.include_router(metrics.router)
-    app.include_router(identify.router, dependencies=protected)
-    app.include_router(verify.router, dependencies=protected)
-    app.include_router(embed.router, dependencies=protected)
-    app.include_router(identities.router, dependencies=protected)
+    add_guards(app, settings, metrics_)
+    add_routes(app)
     install_openapi(app, settings)
     return app
 

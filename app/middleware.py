@@ -64,7 +64,6 @@ class RequestContextMiddleware:
             status = 500
             if not started:
                 response = error_response(
-                    500,
                     "internal_error",
                     f"Internal server error; quote request id {request_id} when reporting it.",
                     {REQUEST_ID_HEADER: request_id},
@@ -110,7 +109,7 @@ class BodySizeLimitMiddleware:
         message = f"The request body is over the {limit}-byte limit."
         length = Headers(scope=scope).get("content-length")
         if length is not None and length.isdigit() and int(length) > limit:
-            await error_response(413, "too_large", message, {"Connection": "close"})(
+            await error_response("too_large", message, {"Connection": "close"})(
                 scope, receive, send
             )
             return
@@ -122,7 +121,7 @@ class BodySizeLimitMiddleware:
             if msg["type"] == "http.request":
                 received += len(msg.get("body", b""))
                 if received > limit:
-                    raise ApiError(413, "too_large", message)
+                    raise ApiError("too_large", message)
             return msg
 
         await self.app(scope, limited_receive, send)

@@ -17,8 +17,8 @@ from functools import lru_cache
 
 import numpy as np
 
-from app.errors import IMAGE_ERROR_STATUS, ApiError
-from app.gallery.index import GalleryIndex
+from app.domain_errors import DomainError, LowQuality, NoFace
+from app.gallery.search.index import GalleryIndex
 from app.gallery.service import Enrollment, GalleryService, NewFace
 from app.gallery.storage import content_hash
 from app.inference.batcher import MicroBatcher
@@ -101,16 +101,14 @@ class MatchPolicy:
 
     def enrollable(self, faces: list[AlignedFace]) -> AlignedFace:
         """The face of a photo that enrolment stores: the largest, if it passes the
-        enrolment quality floor (422 ``no_face`` / ``low_quality`` otherwise). The HTTP
+        enrolment quality floor (``NoFace`` / ``LowQuality`` otherwise). The HTTP
         route and ``python -m app.gallery enroll`` share this rule."""
         if not faces:
-            raise ApiError(422, "no_face", "No face was found in the photo; nothing was enrolled.")
+            raise NoFace("No face was found in the photo; nothing was enrolled.")
         face = faces[0]
         floor = self.enroll_quality_floor
         if face.quality.score < floor:
-            raise ApiError(
-                422,
-                "low_quality",
+            raise LowQuality(
                 f"The face's quality is {face.quality.score:.2f}, under the enrolment floor "
                 f"{floor:.2f}: {face.quality.explain(floor)}. Nothing was enrolled.",
             )
@@ -169,12 +167,10 @@ class PhotoOutcome:
     it would have been answered with on its own: no_face, low_quality, invalid_image…)."""
 
     enrolled: EnrolledFace | None
-    error: ApiError | None
+    error: DomainError | ImageError | None
 
     @staticmethod
-    def refused(exc: ApiError | ImageError) -> PhotoOutcome:
-        if isinstance(exc, ImageError):
-            exc = ApiError(IMAGE_ERROR_STATUS.get(exc.code, 400), exc.code, exc.message)
+    def refused(exc: DomainError | ImageError) -> PhotoOutcome:
         return PhotoOutcome(None, exc)
 
 
@@ -264,13 +260,13 @@ class Recognizer:
         )
 
     async def verify(self, data_a: bytes, data_b: bytes) -> Verification:
-        """Compare the largest faces of two photos (422 ``no_face`` when one has none)."""
+        """Compare the largest faces of two photos (``NoFace`` when one has none)."""
         faces_a, faces_b = await asyncio.gather(
             self.find_faces(data_a, "/verify", 1), self.find_faces(data_b, "/verify", 1)
         )
         for field, faces in (("image_a", faces_a), ("image_b", faces_b)):
             if not faces:
-                raise ApiError(422, "no_face", f"No face was found in '{field}'.")
+                raise NoFace(f"No face was found in '{field}'.")
         embeddings = await self.embed([faces_a[0], faces_b[0]])
         score = float(np.dot(embeddings[0], embeddings[1]))
         if not math.isfinite(score):
@@ -293,7 +289,7 @@ class Recognizer:
         outcomes: list[PhotoOutcome | None] = []
         accepted: list[tuple[int, AlignedFace, int]] = []
         for i, result in enumerate(found):
-            if isinstance(result, ApiError | ImageError):
+            if isinstance(result, DomainError | ImageError):
                 outcomes.append(PhotoOutcome.refused(result))
             elif isinstance(result, BaseException):
                 raise result

@@ -6,6 +6,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from app.error_codes import describe
+
 _BOX = [61.3, 52.9, 186.4, 204.1]
 _LANDMARKS = [[98.2, 115.0], [151.6, 113.8], [126.4, 146.2], [103.0, 173.5], [147.9, 172.4]]
 
@@ -210,15 +212,7 @@ class EmbedResponse(BaseModel):
 
 
 def error_responses(*statuses: int) -> dict[int | str, dict[str, object]]:
-    """OpenAPI ``responses=`` entries documenting the error envelope."""
-    descriptions = {
-        400: "invalid_image: the upload is not a decodable image",
-        401: "unauthorized: missing or wrong API key",
-        404: "not_found: no such identity or face",
-        413: "too_large: upload bytes or decoded pixels over the limit",
-        415: "unsupported_media_type: not JPEG, PNG, WebP, BMP or PGM/PPM",
-        422: "validation_error / invalid_identity / no_face / low_quality",
-        503: "starting: the model is still loading; storage_unavailable: the gallery "
-        "database is unreachable (nothing was changed)",
-    }
+    """OpenAPI ``responses=`` entries documenting the error envelope, described from the
+    one table of codes (``app.error_codes``)."""
+    descriptions = describe(statuses)
     return {s: {"model": ErrorResponse, "description": descriptions[s]} for s in statuses}

@@ -32,14 +32,17 @@ import uvicorn
 from uvicorn.config import STARTUP_FAILURE
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from app.error_codes import status_of
 from app.errors import error_body
 from app.settings import Settings
 
 _REASONS = {400: b"Bad Request", 408: b"Request Timeout", 503: b"Service Unavailable"}
 
 
-def raw_error_response(status: int, code: str, message: str) -> bytes:
-    """A complete HTTP/1.1 error response with the JSON envelope and ``Connection: close``."""
+def raw_error_response(code: str, message: str) -> bytes:
+    """A complete HTTP/1.1 error response with the JSON envelope and ``Connection: close``
+    (the status is the code's, from ``ERROR_CODES``)."""
+    status = status_of(code)
     body = json.dumps(error_body(code, message)).encode("utf-8")
     head = (
         b"HTTP/1.1 %d %s\r\n"
@@ -68,7 +71,7 @@ class FaceidHttpProtocol(HttpToolsProtocol):
         if len(self.connections) > self.max_connections:
             self.logger.warning("refusing a connection: %d open", len(self.connections))
             transport.write(
-                raw_error_response(503, "unavailable", "Too many open connections; retry shortly.")
+                raw_error_response("unavailable", "Too many open connections; retry shortly.")
             )
             transport.close()
             return
@@ -94,7 +97,7 @@ class FaceidHttpProtocol(HttpToolsProtocol):
     def send_400_response(self, msg: str) -> None:
         self._cancel_header_timer()
         self.transport.write(
-            raw_error_response(400, "bad_request", f"The HTTP request is malformed: {msg}")
+            raw_error_response("bad_request", f"The HTTP request is malformed: {msg}")
         )
         self.transport.close()
 
@@ -116,7 +119,6 @@ class FaceidHttpProtocol(HttpToolsProtocol):
             return
         self.transport.write(
             raw_error_response(
-                408,
                 "request_timeout",
                 f"The request headers did not arrive within {self.header_timeout_s:g} s.",
             )

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from app.errors import StartupError
+from app.domain_errors import StartupError
 from app.gallery.crops import CropKeyError, CropVault
 from app.gallery.service import GalleryService
 from app.gallery.storage import GalleryStorage, open_storage

@@ -1,4 +1,4 @@
-"""Gallery scale: the service's matcher (``app.gallery.index.GalleryIndex``) at 10k–1M faces.
+"""Gallery scale: the service's matcher (``app.gallery.search.index.GalleryIndex``) at 10k–1M faces.
 
 Synthetic, L2-normalised 128-d embeddings with identity structure: each identity has a
 random centre and 2 enrolled faces (centre + noise, cosine ≈ 0.8 to the centre); a query
@@ -81,7 +81,7 @@ def synth_queries(centres: np.ndarray, n: int, seed: int = 1) -> tuple[np.ndarra
 
 # --------------------------------------------------------------------------- exact
 def bench_exact(n_faces: int, n_queries: int, batch: int, sqlite_rows: int) -> dict[str, Any]:
-    from app.gallery.index import GalleryIndex
+    from app.gallery.search.index import GalleryIndex
 
     proc = psutil.Process()
     emb, codes, centres = synth_gallery(n_faces)
@@ -135,9 +135,9 @@ def bench_store(
     """Startup through the service's own SQLite store, and durable enrollment rate."""
     try:
         from app.gallery.service import GalleryService
-        from app.gallery.store import GalleryStore
+        from app.gallery.storage.sqlite import GalleryStore
     except ImportError as e:  # the store is optional for this bench
-        return {"startup_note": f"app.gallery.store unavailable: {e}"}
+        return {"startup_note": f"app.gallery.storage.sqlite unavailable: {e}"}
     with tempfile.TemporaryDirectory(prefix="faceid-gallery-") as tmp:
         path = Path(tmp) / "gallery.sqlite3"
         GalleryStore(path, "bench", DIM).close()  # the service's schema
@@ -233,8 +233,8 @@ def bench_service_ann(n_faces: int, n_queries: int) -> dict[str, Any]:
     """The service's approximate path, one query per call, against exact top-1 identities."""
     import usearch
 
-    from app.gallery import ann
-    from app.gallery.index import GalleryIndex
+    from app.gallery.search import ann
+    from app.gallery.search.index import GalleryIndex
 
     emb, codes, centres = synth_gallery(n_faces)
     queries, _ = synth_queries(centres, n_queries)
@@ -290,7 +290,7 @@ def markdown(result: dict[str, Any]) -> str:
         )
     cols = list(rows[0]) if rows else []
     lines = [
-        "### Gallery scale — exact search (`app.gallery.index.GalleryIndex`)",
+        "### Gallery scale — exact search (`app.gallery.search.index.GalleryIndex`)",
         "",
         f"Machine: {machine_line(result['machine'])}",
         f"Command: `{result['command']}`",

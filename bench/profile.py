@@ -265,7 +265,7 @@ def main(argv: list[str] | None = None) -> int:
     out_dir = args.out or (RESULTS / "quick" if args.quick else RESULTS)
 
     from app.gallery.service import GalleryService
-    from app.gallery.store import GalleryStore
+    from app.gallery.storage.sqlite import GalleryStore
     from app.inference.model import EmbeddingModel, load_card
     from app.recognition import MatchPolicy
     from app.settings import Settings

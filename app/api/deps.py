@@ -1,55 +1,23 @@
-"""Dependencies shared by the routes: auth, readiness, uploads, identity names."""
+"""Dependencies shared by the routes: readiness, uploads, identity names (API keys are
+checked once, before them, by ``app.guards.ApiKeyMiddleware``)."""
 
 from __future__ import annotations
 
-import hmac
 from typing import Annotated
 
 from fastapi import Depends, Path, Request, UploadFile
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from app.errors import ApiError
-from app.gallery.names import validate_identity
+from app.gallery.names import IDENTITY_RULE, validate_identity
 from app.recognition import Recognizer, ThresholdInForce
 from app.schemas import ThresholdInfo
 from app.state import ServiceState
 from faces import AlignedFace
 
-_bearer = HTTPBearer(
-    auto_error=False,
-    description="An API key from FACEID_API_KEYS (only when keys are configured).",
-)
-
 
 def get_state(request: Request) -> ServiceState:
     state: ServiceState = request.app.state.faceid
     return state
-
-
-def keys_match(given: str, keys: tuple[str, ...]) -> bool:
-    """Constant-time comparison against every configured key (no early exit)."""
-    given_bytes = given.encode("utf-8")
-    found = False
-    for key in keys:
-        found |= hmac.compare_digest(given_bytes, key.encode("utf-8"))
-    return found
-
-
-async def require_api_key(
-    request: Request,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-) -> None:
-    """401 unless auth is off or the Bearer token is one of the configured keys."""
-    keys = get_state(request).settings.api_keys
-    if not keys:
-        return
-    challenge = {"WWW-Authenticate": "Bearer"}
-    if credentials is None:
-        raise ApiError(
-            401, "unauthorized", "Missing API key: send 'Authorization: Bearer <key>'.", challenge
-        )
-    if not keys_match(credentials.credentials, keys):
-        raise ApiError(401, "unauthorized", "Invalid API key.", challenge)
 
 
 def require_ready(request: Request) -> Recognizer:
@@ -58,9 +26,9 @@ def require_ready(request: Request) -> Recognizer:
     components = state.components
     if components is None:
         if state.failed:
-            raise ApiError(503, "unavailable", "The service failed to start; see its logs.")
+            raise ApiError("unavailable", "The service failed to start; see its logs.")
         raise ApiError(
-            503, "starting", "The model is still loading; retry shortly.", {"Retry-After": "2"}
+            "starting", "The model is still loading; retry shortly.", {"Retry-After": "2"}
         )
     return components.recognizer
 
@@ -77,11 +45,11 @@ async def read_upload(upload: UploadFile, recognizer: Recognizer, field: str = "
     limit = recognizer.settings.max_upload_bytes
     if upload.size is not None and upload.size > limit:
         raise ApiError(
-            413, "too_large", f"'{field}' has {upload.size} bytes; the limit is {limit} bytes."
+            "too_large", f"'{field}' has {upload.size} bytes; the limit is {limit} bytes."
         )
     data = await upload.read(limit + 1)
     if len(data) > limit:
-        raise ApiError(413, "too_large", f"'{field}' is over the {limit}-byte limit.")
+        raise ApiError("too_large", f"'{field}' is over the {limit}-byte limit.")
     return data
 
 
@@ -89,7 +57,7 @@ def identity_param(
     identity: Annotated[
         str,
         Path(
-            description="Identity name: 1–128 Unicode letters, digits, space, _ - . '",
+            description=f"Identity name: {IDENTITY_RULE}.",
             examples=["Ada Lovelace"],
         ),
     ],

@@ -28,7 +28,7 @@ MAX_OFFSET = 1_000_000_000  # far past any gallery, far below SQLite's 64-bit in
 
 
 def _unknown(identity: str) -> ApiError:
-    return ApiError(404, "not_found", f"No identity named {identity!r} is enrolled.")
+    return ApiError("not_found", f"No identity named {identity!r} is enrolled.")
 
 
 @router.post(
@@ -73,7 +73,7 @@ async def enroll(
             if p.error is not None
         )
         raise ApiError(
-            422, "no_photo_enrolled", f"None of the {len(photos)} photos was enrolled: {reasons}."
+            "no_photo_enrolled", f"None of the {len(photos)} photos was enrolled: {reasons}."
         )
     first = enrolled[0]
     response.headers["Location"] = f"/identities/{quote(identity, safe='')}"
@@ -171,5 +171,5 @@ async def delete_face(
     """Erases one face of the identity; 404 when the identity has no such face."""
     deleted = await asyncio.to_thread(recognizer.gallery.delete_face, identity, face_id)
     if not deleted:
-        raise ApiError(404, "not_found", f"Identity {identity!r} has no face with id {face_id!r}.")
+        raise ApiError("not_found", f"Identity {identity!r} has no face with id {face_id!r}.")
     return Response(status_code=204)

@@ -4,14 +4,21 @@ from __future__ import annotations
 
 import unicodedata
 
-from app.errors import ApiError
+from app.domain_errors import InvalidIdentity
 
 MAX_IDENTITY_LENGTH = 128
+#: The same rule as a regular expression (``\p`` classes), for the OpenAPI document.
+IDENTITY_PATTERN = r"^(?! )(?!.* $)[\p{L}\p{M}\p{Nd} _.'-]*[\p{L}\p{Nd}][\p{L}\p{M}\p{Nd} _.'-]*$"
+#: The rule in words (documentation of the identity parameter).
+IDENTITY_RULE = (
+    f"1–{MAX_IDENTITY_LENGTH} characters: Unicode letters with their combining marks, "
+    "digits, space and _ - . ', at least one letter or digit, no space at either end"
+)
 _IDENTITY_PUNCTUATION = frozenset(" _-.'")
 
 
 def validate_identity(name: str) -> str:
-    """NFC-normalised identity name, or 422 ``invalid_identity``.
+    """NFC-normalised identity name, or ``InvalidIdentity``.
 
     1–128 characters of Unicode letters (with their combining marks), decimal digits,
     space and ``_ - . '``; at least one letter or digit; no leading or trailing space.
@@ -36,5 +43,5 @@ def validate_identity(name: str) -> str:
         if problem is None and not has_alnum:
             problem = "must contain a letter or a digit"
     if problem is not None:
-        raise ApiError(422, "invalid_identity", f"Invalid identity name: it {problem}.")
+        raise InvalidIdentity(f"Invalid identity name: it {problem}.")
     return name

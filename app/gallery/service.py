@@ -20,15 +20,15 @@ from __future__ import annotations
 
 import logging
 import threading
-import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime
 
 import numpy as np
 
+from app.domain_errors import StorageUnavailable
 from app.gallery.crops import CropVault
-from app.gallery.index import GalleryIndex
-from app.gallery.storage import FaceRecord, GalleryStorage, StorageUnavailable, StoredFace
+from app.gallery.records import new_face, utc_now
+from app.gallery.search.index import GalleryIndex
+from app.gallery.storage import FaceRecord, GalleryStorage
 
 log = logging.getLogger("faceid.gallery")
 
@@ -51,11 +51,6 @@ class NewFace:
     embedding: np.ndarray
     content_hash: str | None = None
     crop: np.ndarray | None = None
-
-
-def utc_now() -> str:
-    """Now, as the gallery records enrolment times (ISO 8601, microseconds, Z)."""
-    return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
 class GalleryService:
@@ -139,17 +134,17 @@ class GalleryService:
     def enroll_many(self, faces: list[NewFace]) -> list[Enrollment]:
         """Store several faces in one transaction (all or none), then make them matchable."""
         created_at = utc_now()
-        rows = []
-        for face in faces:
-            face_id = str(uuid.uuid4())
-            sealed = None
-            if self.vault is not None and face.crop is not None:
-                sealed = self.vault.seal(face_id, face.crop)
-            rows.append(
-                StoredFace(
-                    face_id, face.identity, face.embedding, created_at, face.content_hash, sealed
-                )
+        rows = [
+            new_face(
+                face.identity,
+                face.embedding,
+                created_at=created_at,
+                content_hash=face.content_hash,
+                crop=face.crop,
+                vault=self.vault,
             )
+            for face in faces
+        ]
         with self._write_lock:
             try:
                 self.store.add_faces(rows)

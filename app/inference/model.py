@@ -31,7 +31,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from app.errors import StartupError
+from app.domain_errors import StartupError
 from faces.cpu import usable_cores
 from faces.model_contract import (
     INPUT_SHAPE,

@@ -25,8 +25,8 @@ from faceid_testkit import (
 from fastapi.testclient import TestClient
 from pydantic import ValidationError
 
-from app.errors import StartupError
-from app.gallery.store import GalleryStore
+from app.domain_errors import StartupError
+from app.gallery.storage.sqlite import GalleryStore
 from app.main import create_app
 from app.settings import REPO_ROOT, Settings
 from faces import FacePipeline

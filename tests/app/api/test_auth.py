@@ -9,7 +9,7 @@ import pytest
 from faceid_testkit import image_file, lfw, make_settings, running_app
 from fastapi.testclient import TestClient
 
-from app.api.deps import keys_match
+from app.guards import keys_match
 from faces import FacePipeline
 
 KEYS = "first-key-0123, second-key-4567"
@@ -137,18 +137,21 @@ def test_static_mounts_are_public_and_nothing_else_is(tmp_path: Path) -> None:
     from fastapi import FastAPI
     from starlette.staticfiles import StaticFiles
 
-    from app.guards import ApiKeyMiddleware
-    from app.openapi import public_paths, public_prefixes
+    from app.route_policy import RouteTable
     from app.settings import Settings
 
     app = FastAPI()
     app.mount("/assets", StaticFiles(directory=tmp_path), name="assets")
-    guard = ApiKeyMiddleware(
-        app,
-        keys=("k",),
-        public_paths=public_paths(app, Settings(api_keys="k")),
-        public_prefixes=public_prefixes(app),
-    )
-    assert guard.is_public("/assets/app.js") and guard.is_public("/health")
-    for path in ("/assets", "/assetsX/app.js", "/docs", "/openapi.json", "/identities"):
-        assert not guard.is_public(path), path
+    for path in ("/health", "/docs", "/openapi.json", "/identities"):
+        app.add_api_route(path, lambda: None)
+    routes = RouteTable(app, Settings(api_keys="k"))
+
+    def public(path: str) -> bool:
+        return routes.is_public({"type": "http", "method": "GET", "path": path, "root_path": ""})
+
+    assert public("/assets/app.js") and public("/health")
+    for path in ("/assets", "/assetsX/app.js", "/docs", "/openapi.json", "/identities", "/x"):
+        assert not public(path), path
+    docs_public = RouteTable(app, Settings(api_keys="k", docs_public=True))
+    scope = {"type": "http", "method": "GET", "path": "/docs", "root_path": ""}
+    assert docs_public.is_public(scope)

@@ -12,7 +12,7 @@ import pytest
 from faceid_testkit import assert_error, blank_png, lfw, make_settings, running_app
 from fastapi.testclient import TestClient
 
-from app.errors import StartupError
+from app.domain_errors import StartupError
 from app.gallery.crops import CropKeyError, CropVault, new_key
 from app.state import preflight
 from faces import FacePipeline

@@ -10,10 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from app.gallery.ann import AnnIndex
-from app.gallery.index import GalleryIndex
+from app.gallery.search.ann import AnnIndex
+from app.gallery.search.index import GalleryIndex
 from app.gallery.service import GalleryService
-from app.gallery.store import GalleryStore
+from app.gallery.storage.sqlite import GalleryStore
 
 DIM = 64
 FACES_PER_ID = 2

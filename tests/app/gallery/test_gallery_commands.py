@@ -30,7 +30,7 @@ from faceid_testkit import (
 )
 from fastapi.testclient import TestClient
 
-from app.gallery.__main__ import main
+from app.admin.cli import main
 from app.gallery.crops import new_key
 from app.settings import REPO_ROOT
 from faces import FacePipeline

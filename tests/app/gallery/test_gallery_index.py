@@ -7,7 +7,7 @@ import threading
 import numpy as np
 import pytest
 
-from app.gallery.index import GalleryIndex
+from app.gallery.search.index import GalleryIndex
 
 
 def _unit(rng: np.random.Generator, n: int, dim: int) -> np.ndarray:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from app.gallery import index as index_module
-from app.gallery.index import GalleryIndex
-from app.gallery.scan import QuantizedScan, kth_largest, quantize
+from app.gallery.search import index as index_module
+from app.gallery.search.index import GalleryIndex
+from app.gallery.search.scan import QuantizedScan, kth_largest, quantize
 
 
 def _unit(rng: np.random.Generator, n: int, dim: int) -> np.ndarray:

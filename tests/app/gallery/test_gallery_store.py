@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from app.errors import StartupError
+from app.domain_errors import StartupError
 from app.gallery.service import GalleryService
-from app.gallery.store import GalleryStore
+from app.gallery.storage.sqlite import GalleryStore
 
 
 def _vec(seed: int, dim: int = 8) -> np.ndarray:

@@ -15,11 +15,11 @@ import numpy as np
 import pytest
 from pg_testkit import PostgresCluster, wait_until
 
-from app.gallery.pg import PostgresStore, redact
+from app.domain_errors import StartupError, StorageUnavailable
 from app.gallery.service import GalleryService
-from app.gallery.storage import SCHEMA_VERSION, GalleryStorage, StorageUnavailable, open_storage
-from app.gallery.store import GalleryStore
-from app.inference.model import StartupError
+from app.gallery.storage import SCHEMA_VERSION, GalleryStorage, open_storage
+from app.gallery.storage.postgres import PostgresStore, redact
+from app.gallery.storage.sqlite import GalleryStore
 
 DIM = 8
 Opener = Callable[[], GalleryStorage]

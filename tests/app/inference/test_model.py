@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from faceid_testkit import REAL_MODEL_DIR, TINY_DIM, write_card
 
-from app.errors import StartupError
+from app.domain_errors import StartupError
 from app.inference.model import EmbeddingModel
 from app.inference.model import load_card as read_card
 

@@ -1,9 +1,9 @@
 """The gallery's storage interface, shared by its two engines.
 
 ``FACEID_DATABASE_URL`` unset: the SQLite file ``<data_dir>/gallery.sqlite3``
-(``app.gallery.store.GalleryStore``). ``FACEID_DATABASE_URL=postgresql://…``: a PostgreSQL
-database (``app.gallery.pg.PostgresStore``) that several service processes, containers or
-machines share.
+(``app.gallery.storage.sqlite.GalleryStore``). ``FACEID_DATABASE_URL=postgresql://…``:
+a PostgreSQL database (``app.gallery.storage.postgres.PostgresStore``) that several service
+processes, containers or machines share.
 
 Both engines hold the same three tables (schema version ``SCHEMA_VERSION``, created or
 migrated by the service at startup):
@@ -19,8 +19,10 @@ migrated by the service at startup):
   that has applied every change up to ``seq`` never misses a later one;
 - ``schema_version``: one row, the version of the schema.
 
-The queries live once, in ``app.gallery.sql.SqlGalleryStore``; each engine adds its
-connection handling, locking and schema.
+The queries live once, in ``app.gallery.storage.queries.SqlGalleryStore``, and the
+migration loop in ``app.gallery.storage.schema``; each engine adds its connection
+handling, locking and migration statements. Failures are ``app.domain_errors``'
+``StorageUnavailable`` (unreachable) and ``StartupError`` (cannot open or migrate).
 
 Every process keeps the whole gallery in memory and tails ``changes`` from the last
 sequence number it applied (``app.gallery.service.GalleryService``).
@@ -31,7 +33,6 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Literal, Protocol
 
 import numpy as np
@@ -41,10 +42,6 @@ SCHEMA_VERSION = 3
 ``schema_version``; 3: + ``crop`` and an index on ``content_hash``."""
 
 ChangeOp = Literal["add", "remove"]
-
-
-class StorageUnavailable(RuntimeError):
-    """The gallery database cannot be reached (answered as 503 ``storage_unavailable``)."""
 
 
 @dataclass(frozen=True)
@@ -96,7 +93,7 @@ class Change:
 
 class GalleryStorage(Protocol):
     """What the gallery service and the gallery commands need from a database engine
-    (both engines: ``app.gallery.sql.SqlGalleryStore``). Every method may raise
+    (both engines: ``app.gallery.storage.queries.SqlGalleryStore``). Every method may raise
     ``StorageUnavailable``; writes are atomic (all or nothing)."""
 
     model_version: str
@@ -182,17 +179,3 @@ def check_embedding(embedding: np.ndarray, dim: int) -> np.ndarray:
     if vector.shape[0] != dim:
         raise ValueError(f"embedding has {vector.shape[0]} values, expected {dim}")
     return vector
-
-
-def open_storage(
-    database_url: str | None, sqlite_path: Path, model_version: str, embedding_dim: int
-) -> GalleryStorage:
-    """PostgreSQL when ``database_url`` is set, else the SQLite file ``sqlite_path``;
-    raises StartupError when it cannot be opened, migrated or holds another model's faces."""
-    if database_url:
-        from app.gallery.pg import PostgresStore
-
-        return PostgresStore(database_url, model_version, embedding_dim)
-    from app.gallery.store import GalleryStore
-
-    return GalleryStore(sqlite_path, model_version, embedding_dim)

@@ -1,7 +1,7 @@
 """PostgreSQL gallery store (psycopg 3), for galleries shared by many service processes.
 
 The same tables and queries as the SQLite store (``app.gallery.storage``,
-``app.gallery.sql``); this module holds the connections, locking and schema. PostgreSQL
+``app.gallery.storage.queries``); this module holds the connections, locking and schema. PostgreSQL
 is the source of truth; matching stays in each process's in-memory index, kept current
 by tailing the ``changes`` table. Every write transaction first takes one advisory lock,
 so writers are serialised across processes and ``changes.seq`` order is commit order (a
@@ -22,9 +22,9 @@ from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 
-from app.errors import StartupError
-from app.gallery.sql import SqlGalleryStore
-from app.gallery.storage import SCHEMA_VERSION, StorageUnavailable
+from app.domain_errors import StartupError, StorageUnavailable
+from app.gallery.storage.queries import SqlGalleryStore, Tx
+from app.gallery.storage.schema import migrate
 
 CHANNEL = "faceid_gallery"
 # pg_advisory_xact_lock key serialising gallery writes and migrations ("face" in ASCII).
@@ -73,13 +73,17 @@ def redact(url: str) -> str:
 
 
 def _sql(sql: str) -> Any:
-    """``?`` placeholders (``app.gallery.sql``) as psycopg's ``%s``; the statements are
+    """``?`` placeholders (``app.gallery.storage.queries``) as psycopg's ``%s``; the statements are
     the module's own constants, never user input."""
     return sql.replace("?", "%s")
 
 
+def _record_version(tx: Tx, version: int) -> None:
+    tx.run("UPDATE schema_version SET version = ?", (version,))
+
+
 class _PgTx:
-    """A transaction's cursor, as ``app.gallery.sql.Tx``."""
+    """A transaction's cursor, as ``app.gallery.storage.queries.Tx``."""
 
     def __init__(self, cur: psycopg.Cursor[Any]) -> None:
         self._cur = cur
@@ -173,16 +177,7 @@ class PostgresStore(SqlGalleryStore):
                 version = 0
             else:
                 version = int(row[0][0])
-            if version > SCHEMA_VERSION:
-                raise StartupError(
-                    f"Gallery database {self.location} has schema version {version}; this "
-                    f"service reads versions up to {SCHEMA_VERSION}: run a newer release."
-                )
-            while version < SCHEMA_VERSION:
-                for statement in MIGRATIONS[version]:
-                    tx.run(statement)
-                version += 1
-                tx.run("UPDATE schema_version SET version = ?", (version,))
+            migrate(tx, version, MIGRATIONS, _record_version, f"Gallery database {self.location}")
 
     # ----------------------------------------------------------- engine hooks
     @contextmanager

@@ -22,13 +22,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from tqdm import tqdm
 
+from app.admin.offline import OfflineEmbedder
 from app.gallery.crops import CropVault
-from app.gallery.offline import OfflineEmbedder
-from app.gallery.service import utc_now
-from app.gallery.storage import FaceRecord, GalleryStorage, StoredFace, content_hash
+from app.gallery.records import moved_face, utc_now
+from app.gallery.storage import FaceRecord, GalleryStorage, content_hash
 from faces import ImageError
 from faces.folders import IMAGE_SUFFIXES
 
@@ -128,13 +127,6 @@ def reembed(
     return report
 
 
-def _moved(record: FaceRecord, embedding: np.ndarray, crop: bytes | None) -> StoredFace:
-    """The face ``record`` as the new gallery stores it: same id, identity, time and hash."""
-    return StoredFace(
-        record.face_id, record.identity, embedding, record.created_at, record.content_hash, crop
-    )
-
-
 def _from_photos(
     pending: list[FaceRecord],
     photos: dict[str, Path],
@@ -171,7 +163,7 @@ def _from_photos(
                 left += records
         embeddings = embedder.embed([face.crop for _, face in usable])
         rows = [
-            _moved(r, embedding, sealer.seal(r.face_id, face.crop) if sealer else None)
+            moved_face(r, embedding, sealer.seal(r.face_id, face.crop) if sealer else None)
             for (records, face), embedding in zip(usable, embeddings, strict=True)
             for r in records
         ]
@@ -203,7 +195,7 @@ def _from_crops(
                 ready.append((record, sealed, vault.open(record.face_id, sealed)))
         embeddings = embedder.embed([crop for _, _, crop in ready])
         rows = [  # a kept crop is copied as it is: same face id, same key, still opens
-            _moved(r, embedding, sealed if keep_crops else None)
+            moved_face(r, embedding, sealed if keep_crops else None)
             for (r, sealed, _), embedding in zip(ready, embeddings, strict=True)
         ]
         report.from_crops += len(target.add_faces(rows, skip_existing=True))

@@ -1,8 +1,8 @@
 """SQLite gallery store: embeddings and metadata only, never photos.
 
-The tables are described in ``app.gallery.storage`` and queried by
-``app.gallery.sql.SqlGalleryStore``; this module holds the SQLite connection, locking and
-schema. The database runs in WAL mode with ``synchronous=FULL``; every
+The tables are described in ``app.gallery.storage.base`` and queried by
+``app.gallery.storage.queries.SqlGalleryStore``; this module holds the SQLite connection,
+locking and schema. The database runs in WAL mode with ``synchronous=FULL``; every
 enrollment and deletion is one transaction (``BEGIN IMMEDIATE``: one writer at a time,
 across processes too), committed before the API answers, so it survives a restart, a
 ``kill -9`` and a power cut, and several processes (``FACEID_WORKERS``) can share the file.
@@ -23,9 +23,10 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
-from app.errors import StartupError
-from app.gallery.sql import SqlGalleryStore
-from app.gallery.storage import SCHEMA_VERSION, FaceRecord, GalleryRows, StorageUnavailable
+from app.domain_errors import StartupError, StorageUnavailable
+from app.gallery.storage.base import SCHEMA_VERSION, FaceRecord, GalleryRows
+from app.gallery.storage.queries import SqlGalleryStore, Tx
+from app.gallery.storage.schema import migrate
 
 __all__ = ["SCHEMA_VERSION", "FaceRecord", "GalleryRows", "GalleryStore"]
 
@@ -58,8 +59,14 @@ MIGRATIONS: dict[int, list[str]] = {
 }
 
 
+def _record_version(tx: Tx, version: int) -> None:
+    if version >= 2:  # schema_version exists from version 2 on
+        tx.run("UPDATE schema_version SET version = ?", (version,))
+    tx.run(f"PRAGMA user_version={version}")
+
+
 class _SqliteTx:
-    """A transaction's cursor, as ``app.gallery.sql.Tx``."""
+    """A transaction's cursor, as ``app.gallery.storage.queries.Tx``."""
 
     def __init__(self, cur: sqlite3.Cursor) -> None:
         self._cur = cur
@@ -106,18 +113,7 @@ class GalleryStore(SqlGalleryStore):
                 version = int(tx.rows("SELECT version FROM schema_version")[0][0])
             else:
                 version = int(tx.rows("PRAGMA user_version")[0][0])
-            if version > SCHEMA_VERSION:
-                raise StartupError(
-                    f"Gallery {self.path} has schema version {version}; this service "
-                    f"reads versions up to {SCHEMA_VERSION}: run a newer release."
-                )
-            while version < SCHEMA_VERSION:
-                for statement in MIGRATIONS[version]:
-                    tx.run(statement)
-                version += 1
-                if version >= 2:  # schema_version exists from version 2 on
-                    tx.run("UPDATE schema_version SET version = ?", (version,))
-                tx.run(f"PRAGMA user_version={version}")
+            migrate(tx, version, MIGRATIONS, _record_version, f"Gallery {self.path}")
 
     # ----------------------------------------------------------- engine hooks
     @contextmanager

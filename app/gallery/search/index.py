@@ -13,11 +13,11 @@ product, so other Python threads keep running while a search computes).
 
 From ``_SCAN_MIN_FACES`` faces on, exact search first scans int8 copies of the rows on
 every core and re-scores in float32 only the rows that can still be in the top k
-(``app.gallery.scan``: a quarter of the bytes per query, same answers).
+(``app.gallery.search.scan``: a quarter of the bytes per query, same answers).
 
 Large galleries (``ann_min_faces``): exact search still costs one pass over every row,
 so from ``ann_min_faces`` faces on, searches ask an HNSW graph
-(``app.gallery.ann``) for candidate faces instead and re-score only those exactly. A
+(``app.gallery.search.ann``) for candidate faces instead and re-score only those exactly. A
 background thread builds the graph and keeps it caught up with enrollments; rows it has
 not inserted yet are scored exactly, and until it has nearly caught up (or while it holds
 the graph), searches stay exact.
@@ -32,8 +32,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from app.gallery.ann import AnnIndex
-from app.gallery.scan import QuantizedScan, quantize
+from app.gallery.search.ann import AnnIndex
+from app.gallery.search.scan import QuantizedScan, quantize
 
 log = logging.getLogger("faceid.gallery")
 

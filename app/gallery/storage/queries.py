@@ -3,8 +3,9 @@
 ``SqlGalleryStore`` implements ``GalleryStorage`` on top of four engine hooks: a read
 query, a transaction (a writer's one takes the engine's writer lock), the change-log
 notification and what happens after an erasure. SQL is written with ``?`` placeholders;
-the PostgreSQL engine turns them into ``%s``. The schema and its migrations stay with
-each engine (``app.gallery.store`` for SQLite, ``app.gallery.pg`` for PostgreSQL).
+the PostgreSQL engine turns them into ``%s``. The schema's statements stay with each
+engine (``app.gallery.storage.sqlite``, ``app.gallery.storage.postgres``); the migration
+loop is ``app.gallery.storage.schema``.
 """
 
 from __future__ import annotations
@@ -16,8 +17,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from app.errors import StartupError
-from app.gallery.storage import (
+from app.domain_errors import StartupError
+from app.gallery.storage.base import (
     Change,
     FaceRecord,
     GalleryRows,

@@ -34,9 +34,9 @@ from typing import Any
 
 import numpy as np
 
-from app.errors import ApiError
+from app.domain_errors import InvalidIdentity
 from app.gallery.names import validate_identity
-from app.gallery.service import utc_now
+from app.gallery.records import utc_now
 from app.gallery.storage import GalleryStorage, StoredFace
 
 FORMAT = "faceid-gallery"
@@ -243,7 +243,7 @@ def _records(path: Path, data: bytes) -> list[dict[str, Any]]:
             try:
                 if not isinstance(identity, str) or validate_identity(identity) != identity:
                     problem = "identity is not a valid, normalised identity name"
-            except ApiError as exc:
+            except InvalidIdentity as exc:
                 problem = exc.message
         if problem:
             raise ArchiveError(f"{path}: {FACES} line {number}: {problem}. Nothing was written.")

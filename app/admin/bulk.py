@@ -1,7 +1,7 @@
 """Bulk enrolment: every photo of a folder-per-person tree into the gallery.
 
 ``python -m app.gallery enroll DIR`` runs ``enroll_folder``. Each photo goes through the
-service's own pipeline, model and enrolment rule (``app.gallery.offline``), in chunks:
+service's own pipeline, model and enrolment rule (``app.admin.offline``), in chunks:
 the chunk's photos are read and hashed (SHA-256 of their bytes), those already enrolled
 under the same identity are skipped, the rest are detected in parallel threads and
 embedded in batches, and the chunk's faces are written in one transaction through the
@@ -12,7 +12,6 @@ stored: the outcome is the same as one uninterrupted run, without duplicates.
 
 from __future__ import annotations
 
-import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,12 +19,12 @@ from typing import Any
 
 from tqdm import tqdm
 
-from app.errors import ApiError
+from app.admin.offline import OfflineEmbedder
+from app.domain_errors import DomainError
 from app.gallery.crops import CropVault
 from app.gallery.names import validate_identity
-from app.gallery.offline import OfflineEmbedder
-from app.gallery.service import utc_now
-from app.gallery.storage import GalleryStorage, StoredFace, content_hash
+from app.gallery.records import new_face, utc_now
+from app.gallery.storage import GalleryStorage, content_hash
 from faces import AlignedFace, ImageError
 from faces.folders import list_identities, photos_in
 
@@ -91,16 +90,16 @@ def _listing(root: Path) -> list[tuple[str, str | None, Path]]:
     for folder in list_identities(root):
         try:
             identity: str | None = validate_identity(folder.name)
-        except ApiError:
+        except DomainError:
             identity = None
         jobs += [(folder.name, identity, photo) for photo in photos_in(folder)]
     return jobs
 
 
-def _enrollable(embedder: OfflineEmbedder, data: bytes) -> AlignedFace | ApiError | ImageError:
+def _enrollable(embedder: OfflineEmbedder, data: bytes) -> AlignedFace | DomainError | ImageError:
     try:
         return embedder.policy.enrollable(embedder.faces(data))
-    except (ApiError, ImageError) as exc:
+    except (DomainError, ImageError) as exc:
         return exc
 
 
@@ -174,7 +173,7 @@ def _enroll_chunk(
     found = list(embedder.pool.map(lambda p: _enrollable(embedder, p.data), todo))
     accepted: list[tuple[_Photo, AlignedFace]] = []
     for photo, result in zip(todo, found, strict=True):
-        if isinstance(result, ApiError):
+        if isinstance(result, DomainError):
             report.record(photo.identity, photo.path, result.code, result.message)
         elif isinstance(result, ImageError):
             report.record(
@@ -184,13 +183,17 @@ def _enroll_chunk(
             accepted.append((photo, result))
     embeddings = embedder.embed([face.crop for _, face in accepted])
     created_at = utc_now()
-    rows = []
-    for (photo, face), embedding in zip(accepted, embeddings, strict=True):
-        face_id = str(uuid.uuid4())
-        sealed = vault.seal(face_id, face.crop) if vault is not None else None
-        rows.append(
-            StoredFace(face_id, photo.identity, embedding, created_at, photo.digest, sealed)
+    rows = [
+        new_face(
+            photo.identity,
+            embedding,
+            created_at=created_at,
+            content_hash=photo.digest,
+            crop=face.crop,
+            vault=vault,
         )
+        for (photo, face), embedding in zip(accepted, embeddings, strict=True)
+    ]
     store.add_faces(rows)  # the chunk's faces, all or none
     for photo, _ in accepted:
         report.record(photo.identity, photo.path, "enrolled")

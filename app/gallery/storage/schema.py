@@ -1,0 +1,36 @@
+"""The schema-migration loop both engines run at startup, inside one write transaction.
+
+Each engine states its own statements (``MIGRATIONS[v]`` takes a schema of version ``v``
+to ``v + 1``) and how it records a version; this module walks the steps once for both.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+
+from app.domain_errors import StartupError
+from app.gallery.storage.base import SCHEMA_VERSION
+from app.gallery.storage.queries import Tx
+
+
+def migrate(
+    tx: Tx,
+    version: int,
+    migrations: Mapping[int, Sequence[str]],
+    record: Callable[[Tx, int], None],
+    where: str,
+) -> int:
+    """Bring a schema of ``version`` to ``SCHEMA_VERSION`` in the open transaction ``tx``,
+    calling ``record(tx, v)`` after each step; returns the new version. A schema newer
+    than this release is a ``StartupError`` (``where`` names the gallery in the message)."""
+    if version > SCHEMA_VERSION:
+        raise StartupError(
+            f"{where} has schema version {version}; this service reads versions up to "
+            f"{SCHEMA_VERSION}: run a newer release."
+        )
+    while version < SCHEMA_VERSION:
+        for statement in migrations[version]:
+            tx.run(statement)
+        version += 1
+        record(tx, version)
+    return version
