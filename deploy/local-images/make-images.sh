@@ -10,11 +10,13 @@
 #   nginx:1.27-alpine                       Debian's nginx, reading /etc/nginx/conf.d/*.conf
 #
 #   deploy/local-images/make-images.sh python|postgres|nginx|all
+#   deploy/local-images/make-images.sh names     the three image names, one a line
+#   deploy/local-images/make-images.sh mirror    the Debian mirror debootstrap would use
 #
 # Only used when asked for (scripts/container-smoke.sh --make-base, FACEID_LOCAL_BASE=1); with a
 # registry, the official images are pulled instead. The Debian mirror is whatever this machine's
 # apt sources use (read at run time). Knobs: PODMAN (default podman), FORCE=1 rebuilds images that
-# already exist.
+# already exist, APT_ETC (/etc/apt) where the apt sources are read from.
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -22,6 +24,7 @@ ROOT="$(cd "$HERE/../.." && pwd)"
 PODMAN="${PODMAN:-podman}"
 PODMAN_RUNTIME="${PODMAN_RUNTIME:-runc}"
 SUITE=bookworm
+APT_ETC="${APT_ETC:-/etc/apt}"
 PYTHON_VERSION="$(sed -n 's/^ARG PYTHON_VERSION=//p' "$ROOT/Dockerfile" | head -n 1)"
 PYTHON_IMAGE="python:${PYTHON_VERSION}-slim-bookworm"
 # The plain Debian base the postgres and nginx stand-ins build on (never pushed anywhere).
@@ -38,7 +41,7 @@ have_image() { [[ "${FORCE:-0}" != 1 ]] && "$PODMAN" image exists "$1"; }
 # (deb822 .sources files and one-line .list files both), so no host is written down here.
 debian_mirror() {
   local f
-  for f in /etc/apt/sources.list.d/*.sources; do
+  for f in "$APT_ETC"/sources.list.d/*.sources; do
     [[ -f "$f" ]] || continue
     # deb822: paragraphs of "Key: value"; a URIs line applies to its paragraph's Suites.
     awk -v suite="$SUITE" '
@@ -54,7 +57,7 @@ debian_mirror() {
         if (deb && ok && uris != "") { split(uris, u, /[ \t]+/); print u[1]; exit }
       }' "$f"
   done
-  for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list; do
+  for f in "$APT_ETC"/sources.list "$APT_ETC"/sources.list.d/*.list; do
     [[ -f "$f" ]] || continue
     awk -v suite="$SUITE" '
       $1 == "deb" {
@@ -69,7 +72,7 @@ make_python() {
   command -v debootstrap >/dev/null || die "debootstrap is missing (apt-get install debootstrap)"
   local mirror rootfs
   mirror="$(debian_mirror | head -n 1)"
-  [[ -n "$mirror" ]] || die "no Debian $SUITE mirror in /etc/apt/sources.list{,.d/*}"
+  [[ -n "$mirror" ]] || die "no Debian $SUITE mirror in $APT_ETC/sources.list{,.d/*}"
   rootfs="$(mktemp -d /var/tmp/faceid-rootfs.XXXXXX)"
   # shellcheck disable=SC2064  # expand now: the path is fixed
   trap "rm -rf '$rootfs'" RETURN
@@ -108,6 +111,11 @@ case "${1:-all}" in
   postgres) build_standin postgres "$PG_IMAGE" ;;
   nginx) build_standin nginx "$NGINX_IMAGE" ;;
   all) make_python; build_standin postgres "$PG_IMAGE"; build_standin nginx "$NGINX_IMAGE" ;;
-  mirror) debian_mirror | head -n 1 ;;
-  *) die "usage: $0 python|postgres|nginx|all" ;;
+  names) printf '%s\n' "$PYTHON_IMAGE" "$PG_IMAGE" "$NGINX_IMAGE" ;;
+  mirror)
+    mirror="$(debian_mirror | head -n 1)"
+    [[ -n "$mirror" ]] || die "no Debian $SUITE mirror in $APT_ETC/sources.list{,.d/*}"
+    echo "$mirror"
+    ;;
+  *) die "usage: $0 python|postgres|nginx|all|names|mirror" ;;
 esac
