@@ -152,7 +152,8 @@ tick_healthchecks() {  # what systemd's timers would do: run each container's he
 }
 health_of() { "$PODMAN" inspect --format '{{.State.Health.Status}}' "$1" 2>/dev/null || echo none; }
 http_code() { curl -s -o /dev/null -w '%{http_code}' --max-time 5 "$@" || true; }
-wait_for() {  # DESCRIPTION COMMAND...: poll until COMMAND succeeds, at most HEALTH_TIMEOUT
+answers_200() { [[ "$(http_code "$1")" == 200 ]]; }
+wait_for() {  # DESCRIPTION COMMAND...: poll until COMMAND succeeds (run anew each time)
   local desc="$1" deadline=$((SECONDS + HEALTH_TIMEOUT))
   shift
   until "$@"; do
@@ -184,7 +185,7 @@ if ((RUN_DEFAULT)); then
   UP=(-p "$PROJECT")
   tick_healthchecks &
   TICKER=$!
-  wait_for "/health on 127.0.0.1:8000" test "$(http_code http://127.0.0.1:8000/health)" = 200
+  wait_for "/health on 127.0.0.1:8000" answers_200 http://127.0.0.1:8000/health
   wait_for "the compose healthcheck" all_healthy
   record compose_default_healthy_seconds "$((SECONDS - t))"
   vol="$("$PODMAN" inspect --format '{{range .Mounts}}{{.Name}}:{{.Destination}} {{end}}' "$(containers | head -n 1)")"
@@ -211,7 +212,7 @@ if ((RUN_SCALE)); then
   mapfile -t REPLICAS < <(containers | grep -- '-replica' || true)
   ((${#REPLICAS[@]} == 2)) || die "expected 2 faceid-replica containers, got ${#REPLICAS[@]}"
   PROXY=http://127.0.0.1:8080
-  wait_for "/health through nginx" test "$(http_code "$PROXY/health")" = 200
+  wait_for "/health through nginx" answers_200 "$PROXY/health"
   wait_for "every healthcheck (postgres, both replicas)" all_healthy
   record scale_healthy_seconds "$((SECONDS - t))"
   record scale_load "$(load)"
@@ -220,7 +221,7 @@ if ((RUN_SCALE)); then
     ip="$("$PODMAN" inspect --format '{{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}' "$r" | awk '{print $1}')"
     env="$("$PODMAN" inspect --format '{{range .Config.Env}}{{println .}}{{end}}' "$r" | grep '^FACEID_DATABASE_URL=' || true)"
     [[ "$env" == *"@postgres:5432/faceid" ]] || die "$r has no FACEID_DATABASE_URL at postgres: $env"
-    wait_for "/health on $r ($ip)" test "$(http_code "http://$ip:8000/health")" = 200
+    wait_for "/health on $r ($ip)" answers_200 "http://$ip:8000/health"
     ADDR+=("http://$ip:8000")
     echo "ok: $r healthy at $ip, database postgres:5432/faceid"
   done

@@ -74,6 +74,13 @@ def test_the_smoke_test_checks_what_the_issue_asks() -> None:
     assert 'stop -t "$STOP_GRACE"' in text and "ExitCode" in text  # SIGTERM within the grace
 
 
+def test_polling_rereads_the_state_every_time() -> None:
+    # `wait_for ... test "$(curl ...)" = 200` would expand the curl once and poll a constant.
+    for script in (CONTAINER_SMOKE, COMPOSE_SMOKE):
+        for line in re.findall(r"^\s*wait_for .*$", script.read_text(), re.M):
+            assert "$(" not in line, f"{script.name}: {line.strip()}"
+
+
 def test_ci_runs_the_container_stage_after_the_service_smoke_test_and_fails_with_it() -> None:
     text = CI_RUN.read_text()
     smoke = text.index('scripts/smoke.sh "$BASE"')
