@@ -43,7 +43,7 @@ for arg in "$@"; do
     --make-base) LOCAL_BASE=1 ;;
     default) RUN_DEFAULT=1 ;;
     scale) RUN_SCALE=1 ;;
-    -h | --help) sed -n '2,32p' "${BASH_SOURCE[0]}"; exit 0 ;;
+    -h | --help) awk 'NR > 1 && !/^#/ {exit} NR > 1' "${BASH_SOURCE[0]}"; exit 0 ;;
     *) echo "compose-smoke: unknown argument $arg" >&2; exit 2 ;;
   esac
 done

@@ -9,14 +9,14 @@
 # It prints the measurements docs/BENCHMARKS.md records: build time, image size, cold start to
 # healthy, RSS at idle, with the machine's load next to them.
 #
-#   scripts/container-smoke.sh [--make-base] [--keep-image]
+#   scripts/container-smoke.sh [--make-base]
 #
 #   --make-base   (or FACEID_LOCAL_BASE=1) for machines without an image registry: make the
 #                 Dockerfile's base image python:<version>-slim-bookworm locally from Debian's
 #                 packages (deploy/local-images/make-images.sh), then build with --pull=never.
 #                 Without it the base is pulled as usual. The Dockerfile is used unchanged.
-#   --keep-image  leave faceid:latest in podman's store (default: keep it too; the flag exists
-#                 so that scripts/compose-smoke.sh can say it reuses the image)
+# The image stays in podman's store (scripts/compose-smoke.sh then builds from its cache); the
+# container and its volume are removed.
 #
 # Knobs: PODMAN (podman), PODMAN_RUNTIME (runc: crun fails on this machine's cgroup setup),
 # IMAGE (faceid:latest), STOP_GRACE (seconds, 10: Docker's and podman's default),
@@ -38,8 +38,7 @@ LOCAL_BASE="${FACEID_LOCAL_BASE:-0}"
 for arg in "$@"; do
   case "$arg" in
     --make-base) LOCAL_BASE=1 ;;
-    --keep-image) ;;
-    -h | --help) sed -n '2,26p' "${BASH_SOURCE[0]}"; exit 0 ;;
+    -h | --help) awk 'NR > 1 && !/^#/ {exit} NR > 1' "${BASH_SOURCE[0]}"; exit 0 ;;
     *) echo "container-smoke: unknown argument $arg" >&2; exit 2 ;;
   esac
 done
