@@ -77,8 +77,16 @@ stop_ticker() {
   TICKER=""
 }
 down() {
+  local c vols=()
   stop_ticker
+  # `down -v` removes the named volumes; the anonymous ones (the image's VOLUME /data in the
+  # replicas) are collected first and removed after the containers.
+  for c in $(containers); do
+    # shellcheck disable=SC2207  # volume names have no spaces
+    vols+=($("$PODMAN" inspect --format '{{range .Mounts}}{{if eq .Type "volume"}}{{.Name}} {{end}}{{end}}' "$c" 2>/dev/null || true))
+  done
   if ((${#UP[@]})); then "${COMPOSE[@]}" "${UP[@]}" down -v -t 10 >/dev/null 2>&1 || true; fi
+  if ((${#vols[@]})); then "$PODMAN" volume rm -f "${vols[@]}" >/dev/null 2>&1 || true; fi
   UP=()
 }
 cleanup() {
