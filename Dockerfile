@@ -16,12 +16,18 @@ RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /build
 # Only pyproject.toml feeds this layer, so editing the code does not reinstall TensorFlow.
+# Then what serving never loads leaves the venv (docs/BENCHMARKS.md, "Image"): TensorFlow's C++
+# headers (~290 MB, for compiling custom ops; some files in it twice), libclang (~60 MB, used
+# by TensorFlow's own build, never imported) and pip. No compilers, no pip cache, no extras
+# beyond the TensorFlow one: the runtime stage copies only this venv.
 COPY pyproject.toml ./
 RUN python -c "import sys, tomllib; p = tomllib.load(open('pyproject.toml', 'rb'))['project']; \
 extra = sys.argv[1]; deps = p['dependencies'] + p['optional-dependencies'][extra]; \
 print('\n'.join(deps))" "${TF_EXTRA}" > requirements.txt \
  && cat requirements.txt \
- && pip install --no-cache-dir -r requirements.txt
+ && pip install --no-cache-dir -r requirements.txt \
+ && rm -rf "$(python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/tensorflow/include" \
+ && pip uninstall --yes --quiet libclang pip
 
 # ---- runtime: the venv, the service code and the shipped model, run as a non-root user ----
 FROM python:${PYTHON_VERSION}-slim-bookworm AS runtime

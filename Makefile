@@ -51,7 +51,7 @@ clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
 
 # Delivery helpers (optional; the README's two set-up commands are `make run` and `make test`).
-.PHONY: smoke docker-lint ci
+.PHONY: smoke docker-lint ci container-smoke compose-smoke
 BASE_URL ?= http://127.0.0.1:8000
 
 smoke:  ## the README walk-through against a running service (BASE_URL=...)
@@ -60,5 +60,14 @@ smoke:  ## the README walk-through against a running service (BASE_URL=...)
 docker-lint: $(VENV)/.stamp-dev-$(TF)
 	$(VENV)/bin/hadolint Dockerfile
 
-ci:  ## what CI runs: tests, lint, then the smoke test against a fresh service
+ci:  ## what CI runs: tests, lint, the smoke test against a fresh service, then the container
 	.ci/run
+
+# The image built from the Dockerfile and run with podman (as root), the walk-through against it.
+# FACEID_LOCAL_BASE=1 makes the base images from Debian's packages where no registry is reachable.
+container-smoke:
+	scripts/container-smoke.sh
+
+# docker-compose.yml run with podman-compose: the default service and the `scale` profile.
+compose-smoke:
+	scripts/compose-smoke.sh
