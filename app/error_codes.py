@@ -37,7 +37,17 @@ ERROR_CODES: tuple[ErrorCode, ...] = (
         "unauthorized",
         "missing or wrong API key (checked from the headers before the body is read)",
     ),
-    ErrorCode(404, "not_found", "no such identity, face or route"),
+    ErrorCode(
+        403,
+        "forbidden",
+        "the key's role does not allow this (e.g. a `recognize` key enrolling, listing or "
+        "embedding)",
+    ),
+    ErrorCode(
+        404,
+        "not_found",
+        "no such identity, face, collection (or one the key does not open) or route",
+    ),
     ErrorCode(
         405,
         "method_not_allowed",
@@ -65,6 +75,7 @@ ERROR_CODES: tuple[ErrorCode, ...] = (
         "a parameter or field breaks its schema (a missing file, `top_k` out of range, …)",
     ),
     ErrorCode(422, "invalid_identity", "a bad identity name"),
+    ErrorCode(422, "invalid_collection", "a bad collection name"),
     ErrorCode(
         422,
         "multiple_files",
@@ -109,6 +120,7 @@ _BY_CODE = {entry.code: entry for entry in ERROR_CODES}
 DEFAULT_CODE_OF_STATUS: dict[int, str] = {
     400: "invalid_multipart",  # only the body (multipart form) parser raises a bare 400
     401: "unauthorized",
+    403: "forbidden",
     404: "not_found",
     405: "method_not_allowed",
     408: "request_timeout",

@@ -27,17 +27,25 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.routing import APIRoute
 
 from app.error_codes import describe
-from app.gallery.names import IDENTITY_PATTERN, MAX_IDENTITY_LENGTH
-from app.route_policy import is_public_template
+from app.gallery.names import (
+    COLLECTION_PATTERN,
+    IDENTITY_PATTERN,
+    MAX_COLLECTION_LENGTH,
+    MAX_IDENTITY_LENGTH,
+)
+from app.route_policy import COLLECTION_PREFIX, is_public_template
 from app.settings import Settings
 
 _UPLOAD_STATUSES = (400, 408, 413, 415, 422)
-_ALWAYS = (401, 500, 503)
+_ALWAYS = (401, 403, 500, 503)
 
 
 def operation_id(route: APIRoute) -> str:
     """The route's function name (``identify``, ``enroll``, ...) as its operationId, so that
-    generated clients get short, stable method names."""
+    generated clients get short, stable method names (``…_in_collection`` for the same
+    route under ``/collections/{collection}``)."""
+    if route.path_format.startswith(COLLECTION_PREFIX + "/"):
+        return f"{route.name}_in_collection"
     return route.name
 
 
@@ -106,6 +114,10 @@ def postprocess(spec: dict[str, Any], settings: Settings) -> dict[str, Any]:
                 if parameter.get("name") == "identity" and parameter.get("in") == "path":
                     parameter["schema"].update(
                         minLength=1, maxLength=MAX_IDENTITY_LENGTH, pattern=IDENTITY_PATTERN
+                    )
+                if parameter.get("name") == "collection" and parameter.get("in") == "path":
+                    parameter["schema"].update(
+                        minLength=1, maxLength=MAX_COLLECTION_LENGTH, pattern=COLLECTION_PATTERN
                     )
             responses = operation.setdefault("responses", {})
             statuses: set[int] = {500}

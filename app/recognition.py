@@ -20,7 +20,7 @@ import numpy as np
 from app.domain_errors import DomainError, LowQuality, NoFace
 from app.gallery.search.index import GalleryIndex
 from app.gallery.service import Enrollment, GalleryService, NewFace
-from app.gallery.storage import content_hash
+from app.gallery.storage import DEFAULT_COLLECTION, content_hash
 from app.inference.batcher import MicroBatcher
 from app.metrics import Metrics
 from app.settings import Settings
@@ -235,20 +235,41 @@ class Recognizer:
         embeddings = await self.embed(faces)
         return [EmbeddedFace(f, e) for f, e in zip(faces, embeddings, strict=True)]
 
-    def threshold(self, override: float | None = None) -> ThresholdInForce:
-        """The identification threshold in force for the gallery as it is now."""
-        return self.policy.threshold(self.gallery.identities, self.gallery.faces, override)
+    def threshold(
+        self, override: float | None = None, collection: str = DEFAULT_COLLECTION
+    ) -> ThresholdInForce:
+        """The identification threshold in force for a collection as it is now (each
+        collection's is calibrated for its own size)."""
+        identities, faces = self.gallery.size(collection)
+        return self.policy.threshold(identities, faces, override)
 
     async def identify(
-        self, data: bytes, top_k: int, threshold: float | None, max_faces: int | None
+        self,
+        data: bytes,
+        top_k: int,
+        threshold: float | None,
+        max_faces: int | None,
+        collection: str = DEFAULT_COLLECTION,
     ) -> Identification:
-        """Who is each face of the photo: named, unknown, or refused for low quality."""
+        """Who is each face of the photo, in ``collection``: named, unknown, or refused
+        for low quality."""
         faces = await self.find_faces(data, "/identify", max_faces or self.settings.max_faces)
+        return await self.identify_faces(faces, top_k, threshold, collection)
+
+    async def identify_faces(
+        self,
+        faces: list[AlignedFace],
+        top_k: int,
+        threshold: float | None,
+        collection: str = DEFAULT_COLLECTION,
+    ) -> Identification:
+        """``identify`` for faces already found (the dialects filter them first)."""
         if not faces:
-            return Identification([], self.threshold(threshold))
+            return Identification([], self.threshold(threshold, collection))
         embeddings = await self.embed(faces)
-        matches = await asyncio.to_thread(self.policy.search, self.gallery.index, embeddings, top_k)
-        in_force = self.threshold(threshold)
+        index = self.gallery.index_of(collection)
+        matches = await asyncio.to_thread(self.policy.search, index, embeddings, top_k)
+        in_force = self.threshold(threshold, collection)
         return Identification(
             [
                 IdentifiedFace(
@@ -278,11 +299,13 @@ class Recognizer:
         faces = await self.find_faces(data, "/identities/{identity}/faces", None)
         return self.policy.enrollable(faces), len(faces)
 
-    async def enroll_photos(self, identity: str, photos: list[bytes]) -> list[PhotoOutcome]:
-        """Enrol the largest face of each photo under ``identity``: one outcome per photo,
-        in order. The faces that pass are stored in one transaction (StorageUnavailable:
-        none was stored); each keeps its photo's content hash and, with a crop vault, its
-        sealed aligned crop."""
+    async def enroll_photos(
+        self, identity: str, photos: list[bytes], collection: str = DEFAULT_COLLECTION
+    ) -> list[PhotoOutcome]:
+        """Enrol the largest face of each photo under ``identity`` in ``collection``: one
+        outcome per photo, in order. The faces that pass are stored in one transaction
+        (StorageUnavailable: none was stored); each keeps its photo's content hash and,
+        with a crop vault, its sealed aligned crop."""
         found = await asyncio.gather(
             *(self._enrollable_in(data) for data in photos), return_exceptions=True
         )
@@ -299,7 +322,7 @@ class Recognizer:
         if accepted:
             embeddings = await self.embed([face for _, face, _ in accepted])
             new_faces = [
-                NewFace(identity, embedding, content_hash(photos[i]), face.crop)
+                NewFace(identity, embedding, content_hash(photos[i]), face.crop, collection)
                 for (i, face, _), embedding in zip(accepted, embeddings, strict=True)
             ]
             enrolled = await asyncio.to_thread(self.gallery.enroll_many, new_faces)

@@ -25,6 +25,7 @@ from app.gallery.service import GalleryService
 from app.gallery.storage import GalleryStorage, open_storage
 from app.inference.batcher import MicroBatcher
 from app.inference.model import EmbeddingModel, load_card
+from app.keys import KeyRing
 from app.metrics import Metrics
 from app.recognition import MatchPolicy, Recognizer
 from app.settings import Settings
@@ -136,10 +137,17 @@ def _load(
 
 
 async def build(
-    settings: Settings, metrics: Metrics, checked: Preflight, pipeline: FacePipeline | None
+    settings: Settings,
+    metrics: Metrics,
+    checked: Preflight,
+    pipeline: FacePipeline | None,
+    keyring: KeyRing | None = None,
 ) -> Components:
-    """Load, warm up and wire every component (model loading runs in a worker thread)."""
+    """Load, warm up and wire every component (model loading runs in a worker thread);
+    the gallery follower keeps ``keyring`` in step with the database's keys."""
     model, ready_pipeline, gallery = await asyncio.to_thread(_load, settings, checked, pipeline)
+    if keyring is not None:
+        await asyncio.to_thread(gallery.follow_keys, keyring)
     detect_pool = ThreadPoolExecutor(
         max_workers=settings.detect_workers, thread_name_prefix="faceid-detect"
     )
@@ -170,6 +178,7 @@ class ServiceState:
     def __init__(self, settings: Settings, metrics: Metrics) -> None:
         self.settings = settings
         self.metrics = metrics
+        self.keyring = KeyRing(settings.api_keys)
         self.components: Components | None = None
         self.failed: str | None = None
         metrics.track_gallery(

@@ -56,6 +56,20 @@ MIGRATIONS: dict[int, list[str]] = {
         "ALTER TABLE faces ADD COLUMN crop BLOB",
         "CREATE INDEX IF NOT EXISTS faces_content_hash ON faces (content_hash)",
     ],
+    3: [
+        "ALTER TABLE faces ADD COLUMN collection TEXT NOT NULL DEFAULT 'default'",
+        "CREATE INDEX faces_collection ON faces (collection, identity, created_at)",
+        """CREATE TABLE api_keys (
+            key_id      TEXT PRIMARY KEY,
+            secret_hash TEXT NOT NULL,
+            role        TEXT NOT NULL,
+            collections TEXT NOT NULL,
+            created_at  TEXT NOT NULL,
+            name        TEXT,
+            revoked_at  TEXT,
+            version     INTEGER NOT NULL
+        )""",
+    ],
 }
 
 

@@ -20,8 +20,8 @@ from openapi_schema_validator import oas31_format_checker
 from openapi_spec_validator import validate
 
 from app.api.deps import validate_identity
-from app.error_codes import ERROR_CODES, describe, markdown_table
 from app.domain_errors import InvalidIdentity
+from app.error_codes import ERROR_CODES, describe, markdown_table
 from app.gallery.names import IDENTITY_PATTERN
 from app.main import create_app
 from app.openapi import postprocess
@@ -177,7 +177,8 @@ def _raised_codes() -> set[str]:
 
     root = README.parent
     calls = re.compile(
-        r"\b(?:ApiError|error_response|raw_error_response|ImageError)\(\s*\"([a-z_]+)\""
+        r"(?:\b(?:ApiError|error_response|raw_error_response|ImageError)\(|problem = \()"
+        r"\s*\"([a-z_]+)\""
     )
     codes: set[str] = set()
     for source in [*(root / "app").rglob("*.py"), *(root / "faces").rglob("*.py")]:

@@ -196,12 +196,13 @@ def test_a_version_1_sqlite_file_is_migrated_in_place(tmp_path: Path) -> None:
     conn.close()
     service = GalleryService.open(GalleryStore(db, "m/1", DIM))
     assert service.faces == 1 and service.change_seq == 0
+    assert service.size("default") == (1, 1)  # faces from before collections
     service.enroll("Bob", _vec(2))
     service.close()
     conn = sqlite3.connect(db)
     assert conn.execute("SELECT version FROM schema_version").fetchall() == [(SCHEMA_VERSION,)]
     columns = [r[1] for r in conn.execute("PRAGMA table_info(faces)")]
-    assert columns[-2:] == ["content_hash", "crop"]
+    assert columns[-3:] == ["content_hash", "crop", "collection"]
     assert conn.execute("SELECT op FROM changes").fetchall() == [("add",)]
     conn.close()
 
