@@ -30,6 +30,9 @@ from faces.open_set import threshold_for_fpir
 
 Candidates = list[tuple[str, float]]
 
+#: The similarity (``MatchPolicy.similarity``) that the threshold in force maps to.
+SIMILARITY_AT_THRESHOLD = 0.6
+
 
 @dataclass(frozen=True)
 class ThresholdInForce:
@@ -113,6 +116,23 @@ class MatchPolicy:
                 f"{floor:.2f}: {face.quality.explain(floor)}. Nothing was enrolled.",
             )
         return face
+
+    @staticmethod
+    def similarity(score: float, threshold: float) -> float:
+        """A cosine ``score`` as a similarity in [0, 1] for tools that threshold a
+        percentage (the CompreFace and DeepStack dialects): monotone in the cosine, and
+        anchored so that the threshold in force maps to ``SIMILARITY_AT_THRESHOLD`` (0.6,
+        Double Take's default match bar). Linear from -1 → 0 up to the threshold, and from
+        the threshold to 1 → 1. A score under the threshold always maps under the anchor
+        (even after rounding to 5 decimals), so a tool set at 60 % names exactly whom the
+        service names."""
+        anchor = SIMILARITY_AT_THRESHOLD
+        t = min(max(threshold, -0.999999), 0.999999)
+        if score >= t:
+            value = anchor + (1.0 - anchor) * (min(score, 1.0) - t) / (1.0 - t)
+            return round(min(value, 1.0), 5)
+        value = anchor * (max(score, -1.0) + 1.0) / (t + 1.0)
+        return min(round(value, 5), anchor - 1e-5)
 
     def decide(self, face: AlignedFace, candidates: Candidates, threshold: float) -> Decision:
         """Named, unknown or refused for low quality: never a guess under the floor."""
