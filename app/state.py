@@ -184,6 +184,11 @@ class ServiceState:
         metrics.track_gallery(
             lambda: float(self.components.gallery.faces if self.components else 0),
             lambda: float(self.components.gallery.identities if self.components else 0),
+            lambda: float(
+                sum(1 for s in self.components.gallery.collection_sizes() if s.faces)
+                if self.components
+                else 0
+            ),
         )
 
     @property
