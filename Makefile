@@ -1,13 +1,15 @@
 # Two set-up commands for a fresh machine (Python 3.11 and make are all it needs):
 #   make run    install into .venv and serve the shipped model on 127.0.0.1:8000
 #   make test   install into .venv with dev tools and the training extra, run the whole test suite
+# and, for development, `make test-fast`: all but the tests that need PostgreSQL, Chromium or
+# another process, and the slow ones.
 PYTHON ?= python3.11
 VENV ?= .venv
 TF ?= cpu
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 
-.PHONY: run test lint format clean
+.PHONY: run test test-fast lint format clean
 
 $(PY):
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "need $(PYTHON) on PATH (or run: make PYTHON=python3 ...)"; exit 1; }
@@ -28,6 +30,13 @@ run: $(VENV)/.stamp-$(TF)
 
 test: $(VENV)/.stamp-dev-$(TF)
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# The fast loop: leaves out the tests marked as needing PostgreSQL, Chromium, the service as
+# a process or another program, and the slow ones (markers: pyproject.toml, tests/conftest.py).
+FAST_TESTS := not postgres and not browser and not live_service and not subprocess and not slow
+
+test-fast: $(VENV)/.stamp-dev-$(TF)
+	$(PY) -m pytest -m "$(FAST_TESTS)" $(PYTEST_ARGS)
 
 lint: $(VENV)/.stamp-dev-$(TF)
 	$(VENV)/bin/ruff check .

@@ -30,6 +30,7 @@ import numpy as np
 
 from faces.model_contract import Aggregation, Calibration
 from faces.open_set import fit_tail, threshold_for_fpir
+from training.calibration_plots import PlotData, plot_calibration
 
 log = logging.getLogger(__name__)
 
@@ -142,16 +143,31 @@ def fit_calibration(
 ) -> Calibration:
     """The card's ``calibration``: one impostor tail per template count that the data
     supports (at least 50 people with that many faces)."""
+    return fit_calibration_with_scores(faces, aggregation, template_counts, source, seed)[0]
+
+
+def fit_calibration_with_scores(
+    faces: Faces,
+    aggregation: Aggregation,
+    template_counts: Sequence[int] = TEMPLATE_COUNTS,
+    source: str = "",
+    seed: int = 0,
+) -> tuple[Calibration, dict[int, np.ndarray]]:
+    """:func:`fit_calibration`, and the non-mated scores each tail was fitted to (by
+    template count), which the tail picture draws."""
     _people, counts = np.unique(faces.labels, return_counts=True)
     tails = []
+    scores_by_templates = {}
     for t in template_counts:
         if int(np.sum(counts >= t)) < 50:
             log.info("calibration: too few people with %d faces; skipping that tail", t)
             continue
         scores = nonmated_identity_scores(faces, t, aggregation, seed)
         tails.append(fit_tail(scores, templates=t))
+        scores_by_templates[t] = scores
         log.info("calibration: %d faces per identity: %d non-mated scores", t, len(scores))
-    return Calibration(aggregation=aggregation, tails=tails, source=source)
+    calibration = Calibration(aggregation=aggregation, tails=tails, source=source)
+    return calibration, scores_by_templates
 
 
 @dataclass(frozen=True)
@@ -418,6 +434,15 @@ def embed_validation(
     return faces
 
 
+def histogram_gallery(faces: Faces, aggregation: Aggregation) -> GalleryRun:
+    """The one large gallery whose best-score histograms are drawn: up to 1,000 people
+    (60 % of them at most) enrolled with up to 3 faces, the rest strangers."""
+    rng = np.random.default_rng(0)
+    people = rng.permutation(np.unique(faces.labels))
+    n = min(1000, int(len(people) * 0.6))
+    return run_gallery(faces, people[:n], people[n:], 3, aggregation, rng)
+
+
 def calibrate_model(
     faces: Faces,
     out_dir: Path,
@@ -433,8 +458,6 @@ def calibrate_model(
     aggregation (without and with the probe quality floor), the comparison of
     aggregations, the quality-floor table, plots, and the calibration fitted on *all*
     the validation people for the model card. Writes ``calibration.json`` + PNGs."""
-    from training.calibration_plots import plot_calibration
-
     protocol = open_set_protocol(faces, aggregation=aggregation, sizes=sizes, repeats=repeats)
     gated = open_set_protocol(
         faces, aggregation=aggregation, sizes=sizes, repeats=repeats, quality_floor=quality_floor
@@ -444,7 +467,7 @@ def calibrate_model(
         f"{t}_faces": compare_aggregations(faces, min(1000, largest), t) for t in (1, 3)
     }
     quality = quality_floor_effect(faces, protocol, floors, aggregation, min(1000, largest))
-    calibration = fit_calibration(faces, aggregation, source=source)
+    calibration, tail_scores = fit_calibration_with_scores(faces, aggregation, source=source)
     result = {
         "protocol": protocol,
         "protocol_with_quality_floor": gated,
@@ -455,6 +478,14 @@ def calibrate_model(
         "people": len(np.unique(faces.labels)),
     }
     out_dir.mkdir(parents=True, exist_ok=True)
-    result["plots"] = plot_calibration(faces, result, calibration, out_dir)
+    shown = histogram_gallery(faces, aggregation)
+    plot_data = PlotData(
+        tail_scores=tail_scores,
+        protocol_rows=protocol["rows"],
+        histogram_gallery=shown.identities,
+        histogram_mated=shown.mated_top[shown.mated_correct],
+        histogram_strangers=shown.stranger_top,
+    )
+    result["plots"] = plot_calibration(plot_data, calibration, out_dir)
     write_json(out_dir / "calibration.json", result)
     return result

@@ -1,8 +1,13 @@
 """Pictures of the open-set calibration: the impostor tail and its fit, achieved vs
-target FPIR per gallery size, and the best-score histograms of mated and stranger probes."""
+target FPIR per gallery size, and the best-score histograms of mated and stranger probes.
+
+Drawing only: ``training/calibrate.py`` computes the scores and hands them over as
+:class:`PlotData`, so this module needs nothing from it."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -12,9 +17,22 @@ from faces.model_contract import Calibration
 from faces.open_set import tail_exceedance
 
 
-def plot_calibration(
-    faces: Any, result: dict[str, Any], calibration: Calibration, out_dir: Path
-) -> list[str]:
+@dataclass(frozen=True)
+class PlotData:
+    """What the pictures show, as the calibration computed it."""
+
+    # non-mated identity scores per template count, the ones each card tail was fitted to
+    tail_scores: Mapping[int, np.ndarray]
+    # the protocol table's rows (templates, identities, target_fpir, fpir)
+    protocol_rows: Sequence[dict[str, Any]]
+    # best identity scores on one large gallery: of mated probes whose best identity is
+    # the right one, and of strangers
+    histogram_gallery: int
+    histogram_mated: np.ndarray
+    histogram_strangers: np.ndarray
+
+
+def plot_calibration(data: PlotData, calibration: Calibration, out_dir: Path) -> list[str]:
     """Write ``calibration_tail.png``, ``calibration_fpir.png`` and
     ``calibration_histogram.png`` into ``out_dir``; return their names."""
     import matplotlib
@@ -22,15 +40,11 @@ def plot_calibration(
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from training.calibrate import nonmated_identity_scores, run_gallery
-
     names = []
     # 1. impostor tail: empirical exceedance vs the card's table + Pareto fit
     fig, ax = plt.subplots(figsize=(6.4, 4.4))
     for tail in calibration.tails:
-        scores = np.sort(nonmated_identity_scores(faces, tail.templates, calibration.aggregation))[
-            ::-1
-        ]
+        scores = np.sort(data.tail_scores[tail.templates])[::-1]
         emp = np.arange(1, len(scores) + 1) / len(scores)
         (line,) = ax.semilogy(scores, emp, lw=1, label=f"{tail.templates} face(s): measured")
         grid = np.linspace(tail.scores[0], float(scores[0]) + 0.1, 200)
@@ -55,7 +69,7 @@ def plot_calibration(
 
     # 2. achieved vs target FPIR per gallery size
     fig, ax = plt.subplots(figsize=(6.4, 4.4))
-    rows = result["protocol"]["rows"]
+    rows = data.protocol_rows
     for t in sorted({r["templates"] for r in rows}):
         for n in sorted({r["identities"] for r in rows if r["templates"] == t}):
             sel = [r for r in rows if r["templates"] == t and r["identities"] == n]
@@ -81,15 +95,11 @@ def plot_calibration(
     names.append("calibration_fpir.png")
 
     # 3. best-score histograms on one large gallery
-    rng = np.random.default_rng(0)
-    people = rng.permutation(np.unique(faces.labels))
-    n = min(1000, int(len(people) * 0.6))
-    run = run_gallery(faces, people[:n], people[n:], 3, calibration.aggregation, rng)
     fig, ax = plt.subplots(figsize=(6.4, 4.0))
     bins = np.linspace(-0.2, 1.0, 121).tolist()
-    ax.hist(run.mated_top[run.mated_correct], bins, alpha=0.6, density=True, label="mated, right")
-    ax.hist(run.stranger_top, bins, alpha=0.6, density=True, label="strangers")
-    ax.set_xlabel(f"best identity score, gallery of {n} people")
+    ax.hist(data.histogram_mated, bins, alpha=0.6, density=True, label="mated, right")
+    ax.hist(data.histogram_strangers, bins, alpha=0.6, density=True, label="strangers")
+    ax.set_xlabel(f"best identity score, gallery of {data.histogram_gallery} people")
     ax.set_ylabel("density")
     ax.legend()
     fig.tight_layout()

@@ -59,6 +59,143 @@ def _apply_overrides(cfg: ExperimentConfig, overrides: list[str]) -> ExperimentC
     return config_from_dict(raw)
 
 
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m training",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    _add_prepare(sub)
+    _add_split(sub)
+    _add_train(sub)
+    _add_evaluate(sub)
+    _add_calibrate(sub)
+    _add_export(sub)
+    return parser
+
+
+Subcommands = argparse._SubParsersAction  # what add_subparsers returns
+
+
+def _add_prepare(sub: Subcommands) -> None:
+    p = sub.add_parser("prepare", help="detect, align and cache the datasets' faces")
+    _common(p)
+    p.add_argument(
+        "--datasets",
+        nargs="*",
+        default=None,
+        help="dataset names from the config (default: all of them)",
+    )
+    p.add_argument("--workers", type=int, default=max(1, usable_cores() - 1))
+
+
+def _add_split(sub: Subcommands) -> None:
+    p = sub.add_parser(
+        "split",
+        help="write the identity-disjoint train/validation split of the dataset folders",
+    )
+    _common(p)
+    p.add_argument("--out", required=True, help="split.json to write")
+
+
+def _add_train(sub: Subcommands) -> None:
+    p = sub.add_parser("train", help="train an embedding model")
+    _common(p, config_required=True)
+    p.add_argument("--run-dir", default=None, help="output directory (default runs/<config name>)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --run-dir")
+    p.add_argument("--split", default=None, help="reuse this split.json instead of making one")
+    p.add_argument(
+        "--logical-cpus",
+        type=int,
+        default=None,
+        help="split the CPU into N logical devices and train with MirroredStrategy",
+    )
+
+
+def _add_evaluate(sub: Subcommands) -> None:
+    p = sub.add_parser("evaluate", help="verification + identification metrics and threshold")
+    _common(p)
+    _source(p)
+    p.add_argument("--saved-model", default=None, help="evaluate an exported SavedModel instead")
+    p.add_argument("--split", default=None, help="split.json (default: the run's)")
+    p.add_argument("--out", default=None, help="output dir (default <run-dir>/evaluation)")
+    p.add_argument("--flip", action="store_true", help="flip test-time augmentation")
+
+
+def _add_calibrate(sub: Subcommands) -> None:
+    p = sub.add_parser(
+        "calibrate",
+        help="fit the open-set threshold calibration of an exported model on validation "
+        "people and prove it on galleries of people the fit never saw",
+    )
+    _common(p)
+    p.add_argument(
+        "--model-dir",
+        default=str(REPO_ROOT / "model_store" / "faceid" / "2"),
+        help="exported model version directory (SavedModel + model_card.json)",
+    )
+    p.add_argument("--split", default=None, help="split.json (default: from the config)")
+    p.add_argument("--out", default=None, help="output dir (default runs/calibration/<model>)")
+    p.add_argument("--aggregation", choices=("max", "mean", "centroid"), default="centroid")
+    _data_fixes(p)
+    p.add_argument("--repeats", type=int, default=100, help="random calibration/test splits")
+    p.add_argument(
+        "--quality-floor",
+        type=float,
+        default=0.2,
+        help="probe quality floor evaluated alongside (the service default)",
+    )
+    p.add_argument(
+        "--write-card",
+        action="store_true",
+        help="store the calibration (fitted on all validation people) in the model card "
+        "and copy the plots beside it",
+    )
+
+
+def _data_fixes(p: argparse.ArgumentParser) -> None:
+    """``--data-fixes PATH`` or ``--no-data-fixes`` (``data_fixes`` is ``""`` for the
+    shipped file, ``None`` for none)."""
+    fixes = p.add_mutually_exclusive_group()
+    fixes.add_argument(
+        "--data-fixes",
+        default="",
+        metavar="PATH",
+        help="the label errors of the validation data to correct before calibrating "
+        "(default training/data_fixes.json: identities that are one person merged, photos "
+        "whose largest face is someone else dropped)",
+    )
+    fixes.add_argument(
+        "--no-data-fixes",
+        dest="data_fixes",
+        action="store_const",
+        const=None,
+        help="calibrate on the validation data as it is, label errors included",
+    )
+
+
+def _add_export(sub: Subcommands) -> None:
+    p = sub.add_parser("export", help="write model_store/<name>/<version>/ for the service")
+    _common(p)
+    _source(p)
+    p.add_argument("--name", required=True)
+    p.add_argument("--version", required=True)
+    p.add_argument("--model-store", default=str(REPO_ROOT / "model_store"))
+    p.add_argument(
+        "--evaluation",
+        default=None,
+        help="evaluation dir to ship (default <run-dir>/evaluation; evaluated anew if absent)",
+    )
+    p.add_argument(
+        "--weights-dtype",
+        choices=("float32", "float16"),
+        default="float32",
+        help="storage precision of the exported weights (float16 halves the size; the "
+        "arithmetic stays float32); with float16 the SavedModel itself is evaluated",
+    )
+
+
 def _common(p: argparse.ArgumentParser, config_required: bool = False) -> None:
     p.add_argument(
         "--config",
@@ -96,116 +233,6 @@ def _source(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="use the config's backbone as built (pretrained weights, no training)",
     )
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m training",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    sub = parser.add_subparsers(dest="command", required=True)
-
-    p = sub.add_parser("prepare", help="detect, align and cache the datasets' faces")
-    _common(p)
-    p.add_argument(
-        "--datasets",
-        nargs="*",
-        default=None,
-        help="dataset names from the config (default: all of them)",
-    )
-    p.add_argument("--workers", type=int, default=max(1, usable_cores() - 1))
-
-    p = sub.add_parser(
-        "split",
-        help="write the identity-disjoint train/validation split of the dataset folders",
-    )
-    _common(p)
-    p.add_argument("--out", required=True, help="split.json to write")
-
-    p = sub.add_parser("train", help="train an embedding model")
-    _common(p, config_required=True)
-    p.add_argument("--run-dir", default=None, help="output directory (default runs/<config name>)")
-    p.add_argument("--resume", action="store_true", help="continue the run in --run-dir")
-    p.add_argument("--split", default=None, help="reuse this split.json instead of making one")
-    p.add_argument(
-        "--logical-cpus",
-        type=int,
-        default=None,
-        help="split the CPU into N logical devices and train with MirroredStrategy",
-    )
-
-    p = sub.add_parser("evaluate", help="verification + identification metrics and threshold")
-    _common(p)
-    _source(p)
-    p.add_argument("--saved-model", default=None, help="evaluate an exported SavedModel instead")
-    p.add_argument("--split", default=None, help="split.json (default: the run's)")
-    p.add_argument("--out", default=None, help="output dir (default <run-dir>/evaluation)")
-    p.add_argument("--flip", action="store_true", help="flip test-time augmentation")
-
-    p = sub.add_parser(
-        "calibrate",
-        help="fit the open-set threshold calibration of an exported model on validation "
-        "people and prove it on galleries of people the fit never saw",
-    )
-    _common(p)
-    p.add_argument(
-        "--model-dir",
-        default=str(REPO_ROOT / "model_store" / "faceid" / "2"),
-        help="exported model version directory (SavedModel + model_card.json)",
-    )
-    p.add_argument("--split", default=None, help="split.json (default: from the config)")
-    p.add_argument("--out", default=None, help="output dir (default runs/calibration/<model>)")
-    p.add_argument("--aggregation", choices=("max", "mean", "centroid"), default="centroid")
-    fixes = p.add_mutually_exclusive_group()
-    fixes.add_argument(
-        "--data-fixes",
-        default="",
-        metavar="PATH",
-        help="the label errors of the validation data to correct before calibrating "
-        "(default training/data_fixes.json: identities that are one person merged, photos "
-        "whose largest face is someone else dropped)",
-    )
-    fixes.add_argument(
-        "--no-data-fixes",
-        dest="data_fixes",
-        action="store_const",
-        const=None,
-        help="calibrate on the validation data as it is, label errors included",
-    )
-    p.add_argument("--repeats", type=int, default=100, help="random calibration/test splits")
-    p.add_argument(
-        "--quality-floor",
-        type=float,
-        default=0.2,
-        help="probe quality floor evaluated alongside (the service default)",
-    )
-    p.add_argument(
-        "--write-card",
-        action="store_true",
-        help="store the calibration (fitted on all validation people) in the model card "
-        "and copy the plots beside it",
-    )
-
-    p = sub.add_parser("export", help="write model_store/<name>/<version>/ for the service")
-    _common(p)
-    _source(p)
-    p.add_argument("--name", required=True)
-    p.add_argument("--version", required=True)
-    p.add_argument("--model-store", default=str(REPO_ROOT / "model_store"))
-    p.add_argument(
-        "--evaluation",
-        default=None,
-        help="evaluation dir to ship (default <run-dir>/evaluation; evaluated anew if absent)",
-    )
-    p.add_argument(
-        "--weights-dtype",
-        choices=("float32", "float16"),
-        default="float32",
-        help="storage precision of the exported weights (float16 halves the size; the "
-        "arithmetic stays float32); with float16 the SavedModel itself is evaluated",
-    )
-    return parser
 
 
 def _load_cfg(args: argparse.Namespace) -> ExperimentConfig:

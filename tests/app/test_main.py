@@ -192,6 +192,7 @@ def _wait_health(proc: subprocess.Popen[bytes], base: str, timeout: float = 240.
 
 
 @pytest.mark.slow
+@pytest.mark.live_service
 def test_python_m_app_survives_kill_9_and_uvicorn_entry_point_serves_it(
     tiny_model_dir: Path, tmp_path: Path
 ) -> None:
@@ -267,6 +268,7 @@ def test_python_m_app_survives_kill_9_and_uvicorn_entry_point_serves_it(
             proc.wait()
 
 
+@pytest.mark.live_service
 def test_python_m_app_refuses_a_mismatched_model_quickly(
     tiny_model_dir: Path, tmp_path: Path
 ) -> None:
@@ -285,6 +287,7 @@ def test_python_m_app_refuses_a_mismatched_model_quickly(
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.live_service
 def test_python_m_app_exits_non_zero_when_the_model_cannot_load(
     tiny_model_dir: Path, tmp_path: Path
 ) -> None:
@@ -308,6 +311,7 @@ def test_python_m_app_exits_non_zero_when_the_model_cannot_load(
     assert "SavedModel" in failures[0]["msg"]
 
 
+@pytest.mark.live_service
 def test_python_m_app_with_workers_stops_when_the_model_cannot_load(
     tiny_model_dir: Path, tmp_path: Path
 ) -> None:

@@ -31,7 +31,7 @@ from scale_testkit import (
 
 from app.settings import REPO_ROOT
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.live_service]  # python -m app processes
 
 PHOTO = lfw("Ai_Sugiyama", 1)
 OTHER = lfw("Al_Gore", 1)

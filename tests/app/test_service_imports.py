@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TRAINING_ONLY = ("matplotlib", "h5py", "yaml")
 
@@ -61,12 +63,14 @@ def _run(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.mark.subprocess
 def test_the_service_imports_without_training_only_packages() -> None:
     done = _run()
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.strip().endswith("loaded: []"), done.stdout
 
 
+@pytest.mark.subprocess
 def test_a_model_loads_and_embeds_without_training_only_packages(tiny_model_dir: Path) -> None:
     done = _run(str(tiny_model_dir))
     assert done.returncode == 0, done.stderr[-3000:]

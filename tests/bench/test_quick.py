@@ -22,6 +22,7 @@ DATA = Path(os.environ.get("FACEID_BENCH_DATA", REPO.parent / "shared" / "data")
 MODEL = REPO / "model_store" / "faceid" / "2" / "model_card.json"
 NO_PEER = os.environ.get("FACEID_BENCH_NO_PEER") == "1"
 
+pytestmark = pytest.mark.subprocess  # each runs a benchmark: python -m bench.<name> --quick
 needs_data = pytest.mark.skipif(not (DATA / "lfw").is_dir(), reason=f"no datasets at {DATA}")
 needs_model = pytest.mark.skipif(not MODEL.exists(), reason="no shipped model in model_store/")
 
@@ -57,6 +58,7 @@ def test_gallery_quick(tmp_path: Path) -> None:
 @pytest.mark.slow
 @needs_data
 @needs_model
+@pytest.mark.live_service
 def test_accuracy_quick(tmp_path: Path) -> None:
     r = run_quick("bench.accuracy", tmp_path, *(["--no-peer"] if NO_PEER else []))
     check_machine(r["machine"])
@@ -78,6 +80,7 @@ def test_accuracy_quick(tmp_path: Path) -> None:
 @pytest.mark.slow
 @needs_data
 @needs_model
+@pytest.mark.live_service
 def test_load_quick(tmp_path: Path) -> None:
     r = run_quick("bench.load", tmp_path, *(["--no-peer"] if NO_PEER else []))
     check_machine(r["machine"])
@@ -121,6 +124,7 @@ def test_gpu_quick(tmp_path: Path) -> None:
 @pytest.mark.slow
 @needs_data
 @needs_model
+@pytest.mark.live_service
 def test_open_set_quick(tmp_path: Path) -> None:
     r = run_quick(
         "bench.open_set", tmp_path, "--data", str(DATA / "lfw" / "train"), "--enrolled", "40"
@@ -136,6 +140,7 @@ def test_open_set_quick(tmp_path: Path) -> None:
 @pytest.mark.slow
 @needs_data
 @needs_model
+@pytest.mark.live_service
 def test_profile_quick(tmp_path: Path) -> None:
     r = run_quick("bench.profile", tmp_path, timeout=900, stem="profile-lite")
     check_machine(r["machine"])

@@ -17,6 +17,8 @@ MODEL = REPO / "model_store" / "faceid" / "2" / "model_card.json"
 
 
 @pytest.mark.slow
+@pytest.mark.subprocess
+@pytest.mark.live_service
 @pytest.mark.skipif(not (DATA / "lfw").is_dir(), reason=f"no datasets at {DATA}")
 @pytest.mark.skipif(not MODEL.exists(), reason="no shipped model in model_store/")
 def test_soak_quick(tmp_path: Path) -> None:

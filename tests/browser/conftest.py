@@ -13,18 +13,13 @@ left the service's origin. Screenshots go to ``tests/output/browser/`` (git-igno
 
 from __future__ import annotations
 
-import sys
 import threading
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "app"))  # faceid_testkit
-
 from browserkit import (
     API_KEY,
     CHROMIUM,

@@ -12,6 +12,7 @@ import pytest
 from app.settings import REPO_ROOT
 
 
+@pytest.mark.subprocess  # pytest itself, on one browser test
 @pytest.mark.parametrize(("ci", "outcome"), [("true", "1 error"), ("", "1 skipped")])
 def test_missing_chromium_fails_under_ci_and_skips_elsewhere(ci: str, outcome: str) -> None:
     env = {**os.environ, "CI": ci, "FACEID_CHROMIUM": "/nonexistent/chromium"}

@@ -25,6 +25,7 @@ SMOKE = ROOT / "scripts" / "smoke.sh"
 SHARED_DATA = ROOT.parent / "shared" / "data"
 
 
+@pytest.mark.subprocess
 @pytest.mark.parametrize("script", [CI_RUN, SMOKE], ids=lambda p: p.name)
 def test_script_is_executable_strict_bash(script: Path) -> None:
     assert os.access(script, os.X_OK), f"chmod +x {script.relative_to(ROOT)}"
@@ -158,6 +159,7 @@ def run_smoke(base: str, key: str = "") -> subprocess.CompletedProcess[str]:
     return subprocess.run([str(SMOKE), base], capture_output=True, text=True, env=env, timeout=120)
 
 
+@pytest.mark.subprocess
 def test_smoke_passes_against_a_correct_service_with_a_key(fake_service) -> None:
     base, handler = fake_service
     handler.key = "s3cret"
@@ -167,6 +169,7 @@ def test_smoke_passes_against_a_correct_service_with_a_key(fake_service) -> None
     assert res.stdout.count("==> ") == 8
 
 
+@pytest.mark.subprocess
 def test_smoke_without_the_key_fails(fake_service) -> None:
     base, handler = fake_service
     handler.key = "s3cret"
@@ -175,6 +178,7 @@ def test_smoke_without_the_key_fails(fake_service) -> None:
     assert "expected HTTP 201, got 401" in res.stderr
 
 
+@pytest.mark.subprocess
 @pytest.mark.parametrize(
     ("mode", "complaint"),
     [
@@ -191,6 +195,7 @@ def test_smoke_fails_when_the_service_misbehaves(fake_service, mode: str, compla
     assert complaint in res.stderr
 
 
+@pytest.mark.subprocess
 def test_smoke_fails_when_nothing_listens() -> None:
     res = run_smoke("http://127.0.0.1:9")
     assert res.returncode != 0

@@ -76,6 +76,7 @@ def healthcheck_cmd() -> list[str]:
     return exec_form(command)
 
 
+@pytest.mark.subprocess
 def test_hadolint_passes() -> None:
     res = subprocess.run(
         [hadolint(), "--no-color", "Dockerfile"], cwd=ROOT, capture_output=True, text=True
@@ -83,6 +84,7 @@ def test_hadolint_passes() -> None:
     assert res.returncode == 0, res.stdout + res.stderr
 
 
+@pytest.mark.subprocess
 def test_hadolint_would_catch_a_bad_dockerfile() -> None:
     bad = "FROM python:latest\nRUN pip install flask\nCMD python app.py\n"
     res = subprocess.run(

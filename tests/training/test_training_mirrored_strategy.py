@@ -14,6 +14,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.slow
+@pytest.mark.subprocess
 def test_tiny_training_on_two_logical_cpus(
     prepared_cache: Path, mini_config: Path, mini_data_root: Path, tmp_path: Path
 ) -> None:

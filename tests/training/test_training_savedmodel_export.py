@@ -43,6 +43,7 @@ def _real_crops(data_root: Path, pipeline) -> np.ndarray:  # type: ignore[no-unt
     return np.stack([pipeline.faces_in_file(str(p))[0].crop for p in paths])
 
 
+@pytest.mark.subprocess  # saved_model_cli
 def test_export_then_load_matches_keras(backbone, data_root, pipeline, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     import tensorflow as tf
 

@@ -77,13 +77,15 @@ def client_package(
     )
     assert run.returncode == 0, run.stdout + run.stderr
     assert "Warning" not in run.stdout + run.stderr, run.stdout + run.stderr
-    sys.path.insert(0, str(work / "faceid-client"))
-    try:
-        yield importlib.import_module("faceid_client")
-    finally:
-        sys.path.remove(str(work / "faceid-client"))
-        for name in [m for m in sys.modules if m.split(".")[0] == "faceid_client"]:
-            del sys.modules[name]
+    # generated into a temporary folder at run time, so it cannot be in the pytest config's
+    # `pythonpath`: on sys.path for this module's tests only
+    with pytest.MonkeyPatch.context() as patch:
+        patch.syspath_prepend(str(work / "faceid-client"))
+        try:
+            yield importlib.import_module("faceid_client")
+        finally:
+            for name in [m for m in sys.modules if m.split(".")[0] == "faceid_client"]:
+                del sys.modules[name]
 
 
 def _api(package: ModuleType, name: str) -> Any:
@@ -112,6 +114,7 @@ def test_the_served_document_is_valid(document: dict[str, Any]) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.subprocess
 def test_a_generated_client_drives_the_whole_api(base: str, client_package: ModuleType) -> None:
     pkg = client_package
     models = importlib.import_module(f"{pkg.__name__}.models")

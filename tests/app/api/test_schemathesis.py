@@ -36,6 +36,7 @@ def base(
 
 
 @pytest.mark.slow
+@pytest.mark.subprocess
 def test_schemathesis_finds_no_failure(base: str, tmp_path: Path) -> None:
     st = Path(sys.executable).with_name("st")
     command = [

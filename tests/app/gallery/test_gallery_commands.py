@@ -131,6 +131,7 @@ def test_bulk_enrolment_stores_what_the_http_route_stores_and_a_rerun_adds_nothi
     assert _rows(bulk).keys() == stored.keys()
 
 
+@pytest.mark.subprocess
 def test_a_killed_bulk_enrolment_completes_on_rerun_without_duplicates(
     tiny_model_dir: Path, tmp_path: Path
 ) -> None:
@@ -355,7 +356,9 @@ def test_reembed_from_kept_crops_needs_no_photos(
 
 
 # ------------------------------------------------- while serving, on both engines
-@pytest.mark.parametrize("engine", ["sqlite", "postgresql"])
+@pytest.mark.parametrize(
+    "engine", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
+)
 def test_bulk_enrolment_while_the_service_serves_is_picked_up_and_exports_across_engines(
     request: pytest.FixtureRequest,
     monkeypatch: pytest.MonkeyPatch,
@@ -397,6 +400,7 @@ def test_bulk_enrolment_while_the_service_serves_is_picked_up_and_exports_across
         assert [_identify(client, p) for p in photos] == answers
 
 
+@pytest.mark.postgres
 def test_kept_crops_on_postgresql_move_to_a_new_model_and_go_with_erasure(
     request: pytest.FixtureRequest,
     monkeypatch: pytest.MonkeyPatch,
