@@ -26,7 +26,7 @@ from typing import Any
 from app.domain_errors import StartupError, StorageUnavailable
 from app.gallery.storage.base import SCHEMA_VERSION, FaceRecord, GalleryRows
 from app.gallery.storage.queries import SqlGalleryStore, Tx
-from app.gallery.storage.schema import migrate
+from app.gallery.storage.schema import api_keys_table, migrate
 
 __all__ = ["SCHEMA_VERSION", "FaceRecord", "GalleryRows", "GalleryStore"]
 
@@ -59,16 +59,7 @@ MIGRATIONS: dict[int, list[str]] = {
     3: [
         "ALTER TABLE faces ADD COLUMN collection TEXT NOT NULL DEFAULT 'default'",
         "CREATE INDEX faces_collection ON faces (collection, identity, created_at)",
-        """CREATE TABLE api_keys (
-            key_id      TEXT PRIMARY KEY,
-            secret_hash TEXT NOT NULL,
-            role        TEXT NOT NULL,
-            collections TEXT NOT NULL,
-            created_at  TEXT NOT NULL,
-            name        TEXT,
-            revoked_at  TEXT,
-            version     INTEGER NOT NULL
-        )""",
+        api_keys_table("INTEGER"),
     ],
 }
 
