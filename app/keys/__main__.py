@@ -79,25 +79,25 @@ def _create(store: GalleryStorage, args: argparse.Namespace) -> int:
 
 
 def _list(store: GalleryStorage, as_json: bool) -> int:
-    rows = [
-        {
-            "key_id": r.key_id,
-            "role": r.role,
-            "collections": list(r.collections),
-            "name": r.name,
-            "created_at": r.created_at,
-            "revoked_at": r.revoked_at,
-        }
-        for r in store.api_keys()
-    ]
+    records = store.api_keys()
     if as_json:
+        rows = [
+            {
+                "key_id": r.key_id,
+                "role": r.role,
+                "collections": list(r.collections),
+                "name": r.name,
+                "created_at": r.created_at,
+                "revoked_at": r.revoked_at,
+            }
+            for r in records
+        ]
         print(json.dumps(rows, ensure_ascii=False))
         return 0
-    for row in rows:
-        state = f"revoked {row['revoked_at']}" if row["revoked_at"] else "live"
+    for r in records:
+        state = f"revoked {r.revoked_at}" if r.revoked_at else "live"
         print(
-            f"{row['key_id']}  {row['role']:<9}  {','.join(row['collections']):<20}  "
-            f"{state:<40}  {row['name'] or ''}"
+            f"{r.key_id}  {r.role:<9}  {','.join(r.collections):<20}  {state:<40}  {r.name or ''}"
         )
     return 0
 
