@@ -47,6 +47,7 @@ class Principal:
     role: Role
     collections: frozenset[str] | None
     key_id: str | None = None
+    home: str = DEFAULT_COLLECTION
 
     def allows(self, role: Role) -> bool:
         """Whether this caller may do what needs ``role``."""
@@ -59,10 +60,8 @@ class Principal:
     @property
     def home_collection(self) -> str:
         """The collection a dialect without collection names (CompreFace, DeepStack) uses:
-        the key's only collection, else ``default``."""
-        if self.collections is not None and len(self.collections) == 1:
-            return next(iter(self.collections))
-        return DEFAULT_COLLECTION
+        the first collection the key was made for (``default`` for an admin key)."""
+        return self.home
 
 
 #: The caller when authentication is off: everything is allowed.
@@ -131,4 +130,5 @@ class KeyRing:
         collections = (
             None if ALL_COLLECTIONS in record.collections else frozenset(record.collections)
         )
-        return Principal(Role[record.role], collections, record.key_id)
+        home = DEFAULT_COLLECTION if collections is None else record.collections[0]
+        return Principal(Role[record.role], collections, record.key_id, home)
