@@ -176,8 +176,8 @@ def deepstack_error(
     own texts where its clients know them)."""
     texts = {"unauthorized": "Incorrect api key", "no_face": "no face detected"}
     http = status or _status(code)
-    if http == 422:
-        http = 400  # DeepStack answers 400 for every refused input
+    if http in (415, 422):
+        http = 400  # DeepStack answers 400 for every refused input ("invalid image" too)
     return JSONResponse(
         {"success": False, "error": texts.get(code, message), "duration": 0},
         status_code=http,
