@@ -64,9 +64,15 @@ def _format_location(loc: tuple[Any, ...] | list[Any]) -> str:
     return ".".join(parts) or "request"
 
 
-def _dialect(request: Request) -> str:
-    route = request.scope.get("faceid.route")
+def scope_dialect(scope: Mapping[str, Any]) -> str:
+    """Whose error bodies the request's route answers (its policy, which the access guard
+    found and left in the scope; ``native`` before that)."""
+    route = scope.get("faceid.route")
     return str(getattr(getattr(route, "policy", None), "dialect", "native"))
+
+
+def _dialect(request: Request) -> str:
+    return scope_dialect(request.scope)
 
 
 async def _api_error(request: Request, exc: Exception) -> JSONResponse:

@@ -40,8 +40,6 @@ from app.errors import ApiError
 from app.gallery.names import validate_identity
 from app.recognition import Recognizer
 
-router = APIRouter(prefix="/v1/vision/face", tags=["DeepStack dialect"])
-
 #: DeepStack's defaults: detection threshold of /face, recognition threshold of /recognize.
 DETECT_MIN_CONFIDENCE = 0.55
 UNKNOWN = "unknown"
@@ -107,10 +105,26 @@ class DeepStackMatchResponse(BaseModel):
     duration: int = 0
 
 
+class DeepStackError(BaseModel):
+    """Every error of the DeepStack routes, as DeepStack answers it."""
+
+    success: bool = False
+    error: str = Field(examples=["Incorrect api key"])
+    duration: int = 0
+
+
+#: Documents ``DeepStackError`` (``app.openapi`` points every error status of these
+#: routes at it).
+_ERRORS: dict[int | str, dict[str, Any]] = {400: {"model": DeepStackError}}
+
+router = APIRouter(prefix="/v1/vision/face", tags=["DeepStack dialect"], responses=_ERRORS)
+
+
 # ------------------------------------------------------------------ request bodies (docs)
 _FILE = {"type": "string", "format": "binary", "contentMediaType": "application/octet-stream"}
-_API_KEY = {"type": "string", "description": "The API key (or send it as a header)."}
-_MIN_CONFIDENCE = {"type": "string", "description": "A number in [0, 1]."}
+# Text fields are left untyped: a form's fields are text anyway, and the routes check them.
+_API_KEY = {"description": "The API key (or send it as a header), before any file part."}
+_MIN_CONFIDENCE = {"description": "A number in [0, 1]."}
 
 
 def _body(properties: dict[str, Any], required: list[str], files: str) -> dict[str, Any]:
@@ -287,7 +301,7 @@ async def deepstack_recognize(
     response_model=DeepStackRegisterResponse,
     summary="DeepStack: register a person",
     openapi_extra=_body(
-        {"userid": {"type": "string", "description": "The person's name."}},
+        {"userid": {"description": "The person's name."}},
         ["userid"],
         "One or more photos, under any field names (`image`, `image1`, `image2`, …), up to "
         "FACEID_ENROLL_MAX_IMAGES.",
@@ -333,10 +347,10 @@ async def deepstack_register(
     "/list",
     response_model=DeepStackListResponse,
     summary="DeepStack: registered people",
-    openapi_extra=_body({}, [], ""),
 )
 async def deepstack_list(recognizer: Ready, collection: CollectionName) -> DeepStackListResponse:
-    """Every userid of the key's collection, in name order."""
+    """Every userid of the key's collection, in name order. The body is not read (but for
+    the key: `api_key=…`, URL-encoded or multipart, as deepstack-python sends it)."""
     names: list[str] = []
     while True:
         page, total = await asyncio.to_thread(
@@ -351,9 +365,7 @@ async def deepstack_list(recognizer: Ready, collection: CollectionName) -> DeepS
     "/delete",
     response_model=DeepStackDeleteResponse,
     summary="DeepStack: erase a person",
-    openapi_extra=_body(
-        {"userid": {"type": "string", "description": "The person to erase."}}, ["userid"], ""
-    ),
+    openapi_extra=_body({"userid": {"description": "The person to erase."}}, ["userid"], ""),
 )
 async def deepstack_delete(
     request: Request, recognizer: Ready, collection: CollectionName

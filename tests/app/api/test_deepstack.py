@@ -456,3 +456,33 @@ def test_without_keys_an_empty_api_key_works(
         assert ok(listed)["faces"] == ["Al Gore"]
         [face] = ok(post(open_client, "/recognize", "", image(photo(PERSON))))["predictions"]
         assert face["userid"] == "Al Gore"  # the same photo: the same embedding
+
+
+# ------------------------------------------------------------------ the document
+def test_the_document_states_deepstack_bodies(client: TestClient) -> None:
+    spec = client.get("/openapi.json", headers={"x-api-key": ADMIN}).json()
+    operations = {
+        (path, method): op
+        for path, item in spec["paths"].items()
+        for method, op in item.items()
+        if path.startswith(FACE)
+    }
+    assert {path for path, _ in operations} == {
+        FACE, *(FACE + r for r in ("/recognize", "/register", "/list", "/delete", "/match"))
+    }  # fmt: skip
+    for (_, method), op in operations.items():
+        assert method == "post" and op["tags"] == ["DeepStack dialect"]
+        assert op["operationId"].startswith("deepstack_")
+        for status in ("400", "401", "403", "500", "503"):
+            schema = op["responses"][status]["content"]["application/json"]["schema"]
+            assert schema == {"$ref": "#/components/schemas/DeepStackError"}
+    assert spec["components"]["schemas"]["DeepStackError"]["properties"]["success"]
+
+
+def test_a_body_over_the_cap_is_refused_in_deepstack_shape(
+    client: TestClient, keys: dict[str, str]
+) -> None:
+    limit = client.app.state.faceid.settings.max_upload_bytes  # type: ignore[attr-defined]
+    big = b"\xff\xd8" + b"\0" * (2 * limit)
+    response = post(client, "/recognize", keys["alpha"], image(big))
+    refused(response, 413)
