@@ -486,3 +486,29 @@ def test_a_body_over_the_cap_is_refused_in_deepstack_shape(
     big = b"\xff\xd8" + b"\0" * (2 * limit)
     response = post(client, "/recognize", keys["alpha"], image(big))
     refused(response, 413)
+
+
+def test_register_of_the_most_photos_at_the_cap_fits_and_stays_in_memory(
+    client: TestClient, keys: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """FACEID_ENROLL_MAX_IMAGES photos of FACEID_MAX_UPLOAD_BYTES each, under distinct
+    names, fit the body cap, and no upload is spooled to disk."""
+    import tempfile
+
+    rolled: list[int] = []
+    original = tempfile.SpooledTemporaryFile.rollover
+
+    def rollover(self: Any) -> None:
+        rolled.append(1)
+        original(self)
+
+    monkeypatch.setattr(tempfile.SpooledTemporaryFile, "rollover", rollover)
+    limit = client.app.state.faceid.settings.max_upload_bytes  # type: ignore[attr-defined]
+    files = {}
+    for i in range(1, MAX_IMAGES + 1):
+        data = photo("Ai_Sugiyama", i)
+        files[f"image{i}"] = (f"{i}.jpg", data + b"\0" * (limit - len(data)))  # after EOI
+    assert all(len(data) == limit for _, data in files.values())
+    ok(post(client, "/register", keys["beta"], files, userid="Ai Sugiyama"))
+    assert rolled == []
+    ok(post(client, "/delete", keys["beta"], userid="Ai Sugiyama"))
