@@ -64,9 +64,15 @@ def _format_location(loc: tuple[Any, ...] | list[Any]) -> str:
     return ".".join(parts) or "request"
 
 
-def _dialect(request: Request) -> str:
-    route = request.scope.get("faceid.route")
+def scope_dialect(scope: Mapping[str, Any]) -> str:
+    """Whose error bodies the request's route answers (its policy, which the access guard
+    found and left in the scope; ``native`` before that)."""
+    route = scope.get("faceid.route")
     return str(getattr(getattr(route, "policy", None), "dialect", "native"))
+
+
+def _dialect(request: Request) -> str:
+    return scope_dialect(request.scope)
 
 
 async def _api_error(request: Request, exc: Exception) -> JSONResponse:
@@ -176,8 +182,8 @@ def deepstack_error(
     own texts where its clients know them)."""
     texts = {"unauthorized": "Incorrect api key", "no_face": "no face detected"}
     http = status or _status(code)
-    if http == 422:
-        http = 400  # DeepStack answers 400 for every refused input
+    if http in (415, 422):
+        http = 400  # DeepStack answers 400 for every refused input ("invalid image" too)
     return JSONResponse(
         {"success": False, "error": texts.get(code, message), "duration": 0},
         status_code=http,

@@ -84,7 +84,18 @@ class AccessMiddleware:
                 and route.policy.dialect == "deepstack"
                 and not self.routes.is_public(scope)
             ):
-                token, receive = await self._form_key(scope, headers, receive)
+                try:
+                    token, receive = await self._form_key(scope, headers, receive)
+                except TimeoutError:
+                    response = dialect_error(
+                        "deepstack",
+                        "request_timeout",
+                        "The form stalled before its api_key field arrived "
+                        f"(limit: {self.idle_timeout_s:g} s).",
+                        CLOSE,
+                    )
+                    await response(scope, receive, send)
+                    return
                 principal = keyring.resolve(token) if token else None
         scope[PRINCIPAL] = principal
         if self.routes.is_public(scope):
@@ -118,20 +129,25 @@ class AccessMiddleware:
         self, scope: Scope, headers: Headers, receive: Receive
     ) -> tuple[str, Receive]:
         """The ``api_key`` form field, read from the body up to its first file part, and
-        a ``receive`` that replays what was read."""
+        a ``receive`` that replays what was read. At most 64 KiB of the body is read for
+        it (beyond that: no key), within ``idle_timeout_s`` in all (TimeoutError)."""
         buffered: list[Message] = []
         reader = _FormKeyReader(headers)
         more = _has_body(headers)
+        deadline = time.monotonic() + self.idle_timeout_s
+        read = 0
         while more and not reader.done:
-            try:
-                message = await asyncio.wait_for(receive(), timeout=self.idle_timeout_s)
-            except TimeoutError:
-                break
+            wait = max(deadline - time.monotonic(), 0.0)
+            message = await asyncio.wait_for(receive(), timeout=wait)
             buffered.append(message)
             if message["type"] != "http.request":
                 break
-            reader.feed(message.get("body", b""))
+            body = message.get("body", b"")
+            read += len(body)
+            reader.feed(body)
             more = bool(message.get("more_body", False))
+            if read > _MAX_FORM_BYTES and not reader.done:
+                return "", receive  # no key within the first 64 KiB: refused unread
         if not more:
             reader.finish()
 

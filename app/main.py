@@ -22,7 +22,16 @@ from typing import Any
 from fastapi import Depends, FastAPI
 from starlette.formparsers import MultiPartParser
 
-from app.api import collections, embed, health, identify, identities, metrics, verify
+from app.api import (
+    collections,
+    deepstack,
+    embed,
+    health,
+    identify,
+    identities,
+    metrics,
+    verify,
+)
 from app.api.deps import collection_path
 from app.api.docs import install_docs
 from app.api.web import install_web
@@ -167,6 +176,7 @@ def add_routes(app: FastAPI) -> None:
     gallery routes also exist under ``/collections/{collection}``."""
     for module in (health, metrics, identify, verify, embed, identities, collections):
         app.include_router(module.router)
+    app.include_router(deepstack.router)  # docs/README: DeepStack clients
     for module in (identify, identities):
         app.include_router(
             module.router,

@@ -33,10 +33,12 @@ from app.gallery.names import (
     MAX_COLLECTION_LENGTH,
     MAX_IDENTITY_LENGTH,
 )
-from app.route_policy import COLLECTION_PREFIX, is_public_template
+from app.route_policy import COLLECTION_PREFIX, PROTECTED, ROUTES, is_public_template
 from app.settings import Settings
 
 _UPLOAD_STATUSES = (400, 408, 413, 415, 422)
+#: The error body of a dialect's routes (``app.errors.dialect_error``), when not ours.
+DIALECT_ERROR_REFS = {"deepstack": "#/components/schemas/DeepStackError"}
 _ALWAYS = (401, 403, 500, 503)
 
 
@@ -101,10 +103,12 @@ def postprocess(spec: dict[str, Any], settings: Settings) -> dict[str, Any]:
         settings.max_upload_bytes,
         settings.enroll_max_images,
     )
-    ref = "#/components/schemas/ErrorResponse"
+    native_ref = "#/components/schemas/ErrorResponse"
     spec.setdefault("components", {}).setdefault("securitySchemes", {})[SECURITY_SCHEME] = _BEARER
     for path, item in spec.get("paths", {}).items():
         public = is_public_template(path, settings)
+        dialect = ROUTES.get(path, PROTECTED).dialect
+        ref = DIALECT_ERROR_REFS.get(dialect, native_ref)
         for method, operation in item.items():
             if method not in {"get", "post", "put", "patch", "delete"}:
                 continue

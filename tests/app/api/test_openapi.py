@@ -156,9 +156,10 @@ def test_every_operation_lists_its_errors_with_the_envelope(spec: dict[str, Any]
             if "{identity}" in path:
                 expected |= {"422"}
             assert expected <= set(responses), (path, method, sorted(responses))
+            envelope = "DeepStackError" if path.startswith("/v1/vision/") else "ErrorResponse"
             for status in expected - ({"503"} if path == "/health" else set()):
                 content = responses[status]["content"]["application/json"]["schema"]
-                assert content == {"$ref": "#/components/schemas/ErrorResponse"}
+                assert content == {"$ref": f"#/components/schemas/{envelope}"}
                 assert responses[status]["description"] == describe([int(status)])[int(status)]
 
 
