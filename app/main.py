@@ -22,7 +22,7 @@ from typing import Any
 from fastapi import Depends, FastAPI
 from starlette.formparsers import MultiPartParser
 
-from app.api import collections, embed, health, identify, identities, metrics, verify
+from app.api import collections, compreface, embed, health, identify, identities, metrics, verify
 from app.api.deps import collection_path
 from app.api.docs import install_docs
 from app.api.web import install_web
@@ -174,6 +174,7 @@ def add_routes(app: FastAPI) -> None:
             dependencies=[Depends(collection_path)],
             tags=["collections"],
         )
+    app.include_router(compreface.router)
 
 
 def create_app(
