@@ -11,7 +11,7 @@ from collections.abc import Callable
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.errors import ApiError, error_response
+from app.errors import ApiError, dialect_error
 from app.log import request_id_var
 from app.metrics import Metrics
 
@@ -27,6 +27,12 @@ def route_label(scope: Scope) -> str:
     route = scope.get("route")
     path = getattr(route, "path", None)
     return path if isinstance(path, str) else "unmatched"
+
+
+def _dialect(scope: Scope) -> str:
+    """Whose error shape the request's route answers (``app.route_policy``)."""
+    route = scope.get("faceid.route")
+    return str(getattr(getattr(route, "policy", None), "dialect", "native"))
 
 
 class RequestContextMiddleware:
@@ -63,7 +69,8 @@ class RequestContextMiddleware:
             error_log.exception("unhandled error in %s %s", scope.get("method"), scope["path"])
             status = 500
             if not started:
-                response = error_response(
+                response = dialect_error(
+                    _dialect(scope),
                     "internal_error",
                     f"Internal server error; quote request id {request_id} when reporting it.",
                     {REQUEST_ID_HEADER: request_id},
@@ -109,7 +116,7 @@ class BodySizeLimitMiddleware:
         message = f"The request body is over the {limit}-byte limit."
         length = Headers(scope=scope).get("content-length")
         if length is not None and length.isdigit() and int(length) > limit:
-            await error_response("too_large", message, {"Connection": "close"})(
+            await dialect_error(_dialect(scope), "too_large", message, {"Connection": "close"})(
                 scope, receive, send
             )
             return
