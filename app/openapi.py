@@ -33,7 +33,7 @@ from app.gallery.names import (
     MAX_COLLECTION_LENGTH,
     MAX_IDENTITY_LENGTH,
 )
-from app.route_policy import COLLECTION_PREFIX, is_public_template
+from app.route_policy import COLLECTION_PREFIX, PROTECTED, ROUTES, is_public_template
 from app.settings import Settings
 
 _UPLOAD_STATUSES = (400, 408, 413, 415, 422)
@@ -85,6 +85,27 @@ def _error_response(status: int, ref: str) -> dict[str, Any]:
     }
 
 
+#: Dialect routes answer errors in their own shape (``app.errors``).
+COMPREFACE_ERROR = "CompreFaceError"
+_COMPREFACE_ERROR_SCHEMA = {
+    "title": COMPREFACE_ERROR,
+    "type": "object",
+    "description": "CompreFace's error body. `code`: 28 no face, 20 missing key, 10 unknown "
+    "key (or a role that may not call the route), 42 unknown subject, 44 unknown image, 43 "
+    "subject exists, 31 more than one face, 21 unsupported image or not base64, 5 empty "
+    "field, 26 or 36 invalid parameter or name, 33/34 missing parameter or part, 0 other.",
+    "required": ["message", "code"],
+    "properties": {"message": {"type": "string"}, "code": {"type": "integer"}},
+}
+
+
+def _error_ref(path: str) -> str:
+    """The schema of a path's error bodies: CompreFace's for its dialect, else ours."""
+    if ROUTES.get(path, PROTECTED).dialect == "compreface":
+        return f"#/components/schemas/{COMPREFACE_ERROR}"
+    return "#/components/schemas/ErrorResponse"
+
+
 SECURITY_SCHEME = "HTTPBearer"
 _BEARER = {
     "type": "http",
@@ -101,10 +122,13 @@ def postprocess(spec: dict[str, Any], settings: Settings) -> dict[str, Any]:
         settings.max_upload_bytes,
         settings.enroll_max_images,
     )
-    ref = "#/components/schemas/ErrorResponse"
     spec.setdefault("components", {}).setdefault("securitySchemes", {})[SECURITY_SCHEME] = _BEARER
     for path, item in spec.get("paths", {}).items():
         public = is_public_template(path, settings)
+        ref = _error_ref(path)
+        if ref.endswith(COMPREFACE_ERROR):
+            schemas = spec["components"].setdefault("schemas", {})
+            schemas[COMPREFACE_ERROR] = copy.deepcopy(_COMPREFACE_ERROR_SCHEMA)
         for method, operation in item.items():
             if method not in {"get", "post", "put", "patch", "delete"}:
                 continue
