@@ -451,3 +451,25 @@ def test_verification_verify_multipart_and_base64(
     assert client.post(url + "?limit=1", files=group, headers=front).status_code == 200
     missing = client.post(url, files=upload(lfw("Al_Gore"), "source_image"), headers=front)
     assert (missing.status_code, missing.json()["code"]) == (400, 34)
+
+
+# ------------------------------------------------------------------------ OpenAPI
+def test_the_openapi_document_describes_the_dialect() -> None:
+    from app.main import create_app
+    from app.settings import Settings
+
+    spec = create_app(Settings(api_keys="")).openapi()
+    operations = {
+        (path, method): op
+        for path, item in spec["paths"].items()
+        if path.startswith(CF)
+        for method, op in item.items()
+    }
+    assert len(operations) == 14
+    for (path, method), op in operations.items():
+        assert op["operationId"].startswith("compreface_"), (path, method)
+        assert op["tags"] == ["CompreFace dialect"]
+        error = op["responses"]["400"]["content"]["application/json"]["schema"]
+        assert error == {"$ref": "#/components/schemas/CompreFaceError"}
+    body = operations[(f"{CF}/recognition/recognize", "post")]["requestBody"]["content"]
+    assert set(body) == {"multipart/form-data", "application/json"}
