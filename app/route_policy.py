@@ -94,7 +94,7 @@ ROUTES: dict[str, RoutePolicy] = {
     "/collections": _RECOGNIZE,
     **GALLERY_ROUTES,
     **{COLLECTION_PREFIX + path: policy for path, policy in GALLERY_ROUTES.items()},
-    # CompreFace (docs/DIALECTS.md)
+    # CompreFace (app/api/compreface.py)
     f"{_CF}/recognition/recognize": _CF_RECOGNIZE,
     f"{_CF}/recognition/faces": _CF_MANAGE,
     f"{_CF}/recognition/faces/delete": _CF_MANAGE,

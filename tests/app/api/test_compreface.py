@@ -453,6 +453,51 @@ def test_verification_verify_multipart_and_base64(
     assert (missing.status_code, missing.json()["code"]) == (400, 34)
 
 
+# ------------------------------------------------------------------- Double Take
+def double_take(data: dict[str, Any], match: float = 60, unknown: float = 40) -> list[Any]:
+    """Double Take's CompreFace ``normalize`` (api/src/util/detectors/compreface.js) with
+    its default match 60 % and unknown 40 %: (name, match) per face."""
+    if "result" not in data:
+        if data.get("code") == 28:
+            return []
+        raise AssertionError(data.get("message"))
+    faces = []
+    for obj in data["result"]:
+        face = obj["subjects"][0] if obj["subjects"] else None
+        confidence = round(face["similarity"] * 100, 2) if face else 0
+        name = face["subject"].lower() if face and confidence >= unknown else "unknown"
+        faces.append((name, confidence >= match))
+    return faces
+
+
+@pytest.mark.parametrize(
+    ("path", "person"),
+    [(lfw("Al_Gore", 2), "al gore"), (lfw("Amelia_Vega", 2), "amelia vega")]
+    + [(lfw(s, 1), None) for s in STRANGERS],
+)
+def test_double_take_decides_as_the_service_does(
+    client: TestClient, front: dict[str, str], path: Path, person: str | None
+) -> None:
+    # as Double Take sends it: face_plugins=undefined, a part with its content type
+    response = client.post(
+        f"{CF}/recognition/recognize?face_plugins=undefined&det_prob_threshold=0.8",
+        files={"file": (path.name, path.read_bytes(), "image/jpeg")},
+        headers=front,
+    )
+    [(name, matched)] = double_take(response.json())
+    native = native_identity(client, "front-door", path)
+    assert matched == (native is not None)
+    if person is not None:
+        assert (name, matched) == (person, True)
+        assert native is not None and native.lower() == person
+    blank = client.post(
+        f"{CF}/recognition/recognize?face_plugins=undefined&det_prob_threshold=0.8",
+        files={"file": ("blank.png", blank_png(), "image/png")},
+        headers=front,
+    )
+    assert double_take(blank.json()) == []
+
+
 # ------------------------------------------------------------------------ OpenAPI
 def test_the_openapi_document_describes_the_dialect() -> None:
     from app.main import create_app
