@@ -632,8 +632,10 @@ async def compreface_delete_several(
     collection: CollectionName,
     image_ids: Annotated[list[str], Body(max_length=10_000, description="image_ids to erase.")],
 ) -> list[dict[str, str]]:
-    """The examples erased (unknown ids are ignored)."""
+    """The examples erased, in the order asked (unknown ids are ignored)."""
     erased = await asyncio.to_thread(recognizer.gallery.delete_faces, image_ids, collection)
+    order = {image_id: i for i, image_id in reversed(list(enumerate(image_ids)))}
+    erased.sort(key=lambda r: order[r.face_id])
     return [{"image_id": r.face_id, "subject": r.identity} for r in erased]
 
 

@@ -338,10 +338,19 @@ def test_delete_examples_one_several_and_by_subject(client: TestClient, key_for:
     again = client.delete(f"{CF}/recognition/faces/{ids[0]}", headers=headers)
     assert (again.status_code, again.json()["code"]) == (404, 44)
     several = client.post(
-        f"{CF}/recognition/faces/delete", json=[ids[2], "unknown-id", ids[0]], headers=headers
+        f"{CF}/recognition/faces/delete",
+        json=[ids[2], "unknown-id", ids[0], ids[1]],
+        headers=headers,
     )
     assert several.status_code == 200
-    assert several.json() == [{"image_id": ids[2], "subject": "Andre Agassi"}]
+    assert several.json() == [
+        {"image_id": ids[2], "subject": "Andre Agassi"},
+        {"image_id": ids[1], "subject": "Al Gore"},
+    ]
+    again = client.post(
+        f"{CF}/recognition/faces?subject=Al Gore", files=upload(lfw("Al_Gore", 4)), headers=headers
+    )
+    assert again.status_code == 201
     by_subject = client.delete(f"{CF}/recognition/faces?subject=Al Gore", headers=headers)
     assert by_subject.json() == {"deleted": 1}
     assert client.delete(f"{CF}/recognition/faces?subject=Nobody", headers=headers).json() == {
