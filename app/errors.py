@@ -40,6 +40,18 @@ class ApiError(StarletteHTTPException):
         self.message = message
 
 
+class DialectError(ApiError):
+    """A refusal only a dialect has (CompreFace's unknown subject or image, subject
+    already exists, more than one face…), answered in that dialect's shape with its own
+    status and number, e.g. ``{"message": ..., "code": 42}`` with 404."""
+
+    def __init__(self, status: int, number: int, message: str) -> None:
+        StarletteHTTPException.__init__(self, status_code=status, detail=message)
+        self.code = "dialect_error"
+        self.message = message
+        self.number = number
+
+
 def error_body(code: str, message: str) -> dict[str, dict[str, str]]:
     return {"error": {"code": code, "message": message}}
 
@@ -77,6 +89,8 @@ def _dialect(request: Request) -> str:
 
 async def _api_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ApiError)
+    if isinstance(exc, DialectError):
+        return JSONResponse({"message": exc.message, "code": exc.number}, exc.status_code)
     return dialect_error(_dialect(request), exc.code, exc.message, exc.headers)
 
 
@@ -142,8 +156,8 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
 
 #: Our code → (HTTP status, CompreFace code, message or None to keep ours).
 _COMPREFACE: dict[str, tuple[int, int, str | None]] = {
-    # CompreFace: a missing key is 400 code 20, an unknown one 404 code 10
-    "unauthorized": (401, 20, None),
+    # CompreFace: a missing key is 400 code 20, an unknown one 404 code 10 (below)
+    "unauthorized": (400, 20, None),
     "forbidden": (403, 10, None),
     "not_found": (404, 42, None),
     "no_face": (400, 28, "No face is found in the given image"),

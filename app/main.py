@@ -24,6 +24,7 @@ from starlette.formparsers import MultiPartParser
 
 from app.api import (
     collections,
+    compreface,
     deepstack,
     embed,
     health,
@@ -176,7 +177,6 @@ def add_routes(app: FastAPI) -> None:
     gallery routes also exist under ``/collections/{collection}``."""
     for module in (health, metrics, identify, verify, embed, identities, collections):
         app.include_router(module.router)
-    app.include_router(deepstack.router)  # docs/README: DeepStack clients
     for module in (identify, identities):
         app.include_router(
             module.router,
@@ -184,6 +184,9 @@ def add_routes(app: FastAPI) -> None:
             dependencies=[Depends(collection_path)],
             tags=["collections"],
         )
+    # The dialects (README: Use it from Double Take, Home Assistant or a CompreFace SDK)
+    app.include_router(compreface.router)
+    app.include_router(deepstack.router)
 
 
 def create_app(

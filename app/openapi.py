@@ -38,7 +38,10 @@ from app.settings import Settings
 
 _UPLOAD_STATUSES = (400, 408, 413, 415, 422)
 #: The error body of a dialect's routes (``app.errors.dialect_error``), when not ours.
-DIALECT_ERROR_REFS = {"deepstack": "#/components/schemas/DeepStackError"}
+DIALECT_ERROR_REFS = {
+    "deepstack": "#/components/schemas/DeepStackError",
+    "compreface": "#/components/schemas/CompreFaceError",
+}
 _ALWAYS = (401, 403, 500, 503)
 
 
@@ -87,6 +90,20 @@ def _error_response(status: int, ref: str) -> dict[str, Any]:
     }
 
 
+#: Dialect routes answer errors in their own shape (``app.errors``).
+COMPREFACE_ERROR = "CompreFaceError"
+_COMPREFACE_ERROR_SCHEMA = {
+    "title": COMPREFACE_ERROR,
+    "type": "object",
+    "description": "CompreFace's error body. `code`: 28 no face, 20 missing key, 10 unknown "
+    "key (or a role that may not call the route), 42 unknown subject, 44 unknown image, 43 "
+    "subject exists, 31 more than one face, 21 unsupported image or not base64, 5 empty "
+    "field, 26 or 36 invalid parameter or name, 33/34 missing parameter or part, 0 other.",
+    "required": ["message", "code"],
+    "properties": {"message": {"type": "string"}, "code": {"type": "integer"}},
+}
+
+
 SECURITY_SCHEME = "HTTPBearer"
 _BEARER = {
     "type": "http",
@@ -109,6 +126,9 @@ def postprocess(spec: dict[str, Any], settings: Settings) -> dict[str, Any]:
         public = is_public_template(path, settings)
         dialect = ROUTES.get(path, PROTECTED).dialect
         ref = DIALECT_ERROR_REFS.get(dialect, native_ref)
+        if dialect == "compreface":
+            schemas = spec["components"].setdefault("schemas", {})
+            schemas[COMPREFACE_ERROR] = copy.deepcopy(_COMPREFACE_ERROR_SCHEMA)
         for method, operation in item.items():
             if method not in {"get", "post", "put", "patch", "delete"}:
                 continue

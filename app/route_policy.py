@@ -36,13 +36,16 @@ class RoutePolicy:
     """``access``: ``key`` (a key when keys are configured), ``public`` (never), or
     ``docs`` (public with FACEID_DOCS_PUBLIC); ``role``: the least role a key needs;
     ``dialect``: whose error bodies it answers; ``file_fields``: upload fields in the body;
-    ``repeated_files``: a field may repeat up to FACEID_ENROLL_MAX_IMAGES times."""
+    ``repeated_files``: a field may repeat up to FACEID_ENROLL_MAX_IMAGES times;
+    ``base64``: the files may also come base64-encoded in a JSON body (CompreFace), so
+    each may take 4/3 of FACEID_MAX_UPLOAD_BYTES in the body."""
 
     access: Access = "key"
     role: Role = Role.manage
     dialect: Dialect = "native"
     file_fields: int = 1
     repeated_files: bool = False
+    base64: bool = False
 
     def files_per_field(self, settings: Settings) -> int:
         """How many files one field of the body may hold."""
@@ -51,7 +54,10 @@ class RoutePolicy:
     def body_limit(self, settings: Settings) -> int:
         """The cap on the whole request body, in bytes."""
         files = self.file_fields * self.files_per_field(settings)
-        return files * settings.max_upload_bytes + MULTIPART_SLACK
+        per_file = settings.max_upload_bytes
+        if self.base64:
+            per_file = 4 * -(-per_file // 3)  # base64 of a max-size file, padding included
+        return files * per_file + MULTIPART_SLACK
 
 
 PROTECTED = RoutePolicy()
@@ -70,8 +76,8 @@ GALLERY_ROUTES: dict[str, RoutePolicy] = {
 }
 
 _CF = "/api/v1"
-_CF_RECOGNIZE = RoutePolicy(role=Role.recognize, dialect="compreface")
-_CF_MANAGE = RoutePolicy(role=Role.manage, dialect="compreface")
+_CF_RECOGNIZE = RoutePolicy(role=Role.recognize, dialect="compreface", base64=True)
+_CF_MANAGE = RoutePolicy(role=Role.manage, dialect="compreface", base64=True)
 _DS_RECOGNIZE = RoutePolicy(role=Role.recognize, dialect="deepstack")
 _DS_MANAGE = RoutePolicy(role=Role.manage, dialect="deepstack")
 
@@ -88,7 +94,7 @@ ROUTES: dict[str, RoutePolicy] = {
     "/collections": _RECOGNIZE,
     **GALLERY_ROUTES,
     **{COLLECTION_PREFIX + path: policy for path, policy in GALLERY_ROUTES.items()},
-    # CompreFace (docs/DIALECTS.md)
+    # CompreFace (app/api/compreface.py)
     f"{_CF}/recognition/recognize": _CF_RECOGNIZE,
     f"{_CF}/recognition/faces": _CF_MANAGE,
     f"{_CF}/recognition/faces/delete": _CF_MANAGE,
@@ -99,7 +105,7 @@ ROUTES: dict[str, RoutePolicy] = {
     f"{_CF}/recognition/subjects/{{subject}}": _CF_MANAGE,
     f"{_CF}/detection/detect": _CF_RECOGNIZE,
     f"{_CF}/verification/verify": RoutePolicy(
-        role=Role.recognize, dialect="compreface", file_fields=2
+        role=Role.recognize, dialect="compreface", file_fields=2, base64=True
     ),
     # DeepStack
     "/v1/vision/face": _DS_RECOGNIZE,

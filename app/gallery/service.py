@@ -41,6 +41,7 @@ from app.gallery.storage import (
     FaceRecord,
     GalleryStorage,
     KeyRecord,
+    StoredFace,
 )
 
 log = logging.getLogger("faceid.gallery")
@@ -283,6 +284,39 @@ class GalleryService:
                 self._remove_from_index(face_id)
         return deleted
 
+    def delete_faces(
+        self, face_ids: list[str] | None, collection: str = DEFAULT_COLLECTION
+    ) -> list[FaceRecord]:
+        """Erase these faces of ``collection`` (None: every face of it) at once; returns
+        those erased (unknown ids and other collections' faces are ignored)."""
+        with self._write_lock:
+            try:
+                erased = self.store.delete_faces(face_ids, collection)
+            except StorageUnavailable:
+                self._storage(False)
+                raise
+            self._storage(True)
+            for record in erased:
+                self._remove_from_index(record.face_id)
+        return erased
+
+    def rename_identity(
+        self, identity: str, new_identity: str, collection: str = DEFAULT_COLLECTION
+    ) -> int:
+        """Move every face of ``identity`` to ``new_identity`` (merging into it when it
+        exists); returns how many faces moved (0: no such identity)."""
+        with self._write_lock:
+            try:
+                moved = self.store.rename_identity(identity, new_identity, collection)
+            except StorageUnavailable:
+                self._storage(False)
+                raise
+            self._storage(True)
+            for face in moved:
+                self._remove_from_index(face.face_id)
+                self._add_to_index(face.face_id, new_identity, face.embedding, collection)
+        return len(moved)
+
     # ------------------------------------------------------------------ sync
     def sync(self) -> int:
         """Apply every change after ``change_seq`` to the indexes; returns how many
@@ -379,6 +413,29 @@ class GalleryService:
     def faces_of(self, identity: str, collection: str = DEFAULT_COLLECTION) -> list[FaceRecord]:
         try:
             return self.store.faces_of(identity, collection)
+        except StorageUnavailable:
+            self._storage(False)
+            raise
+
+    def find_face(self, face_id: str, collection: str = DEFAULT_COLLECTION) -> StoredFace | None:
+        """One face of ``collection`` by id, with its embedding (None: not there)."""
+        try:
+            return self.store.find_face(face_id, collection)
+        except StorageUnavailable:
+            self._storage(False)
+            raise
+
+    def list_faces(
+        self,
+        limit: int,
+        offset: int,
+        collection: str = DEFAULT_COLLECTION,
+        identity: str | None = None,
+    ) -> tuple[list[FaceRecord], int]:
+        """A page of a collection's faces (of one identity, or all), oldest first, and
+        their total."""
+        try:
+            return self.store.list_faces(limit, offset, collection, identity)
         except StorageUnavailable:
             self._storage(False)
             raise

@@ -4,19 +4,19 @@ list, recognise (the enrolled person by name, a stranger ``unknown``), detect, a
 key raised as the client raises it. The client has no delete or match: those are driven
 with the project's own httpx, on the same live service.
 
-The client gets a venv of its own, made from tests/clients/requirements-deepstack.txt
-(pinned); outside CI a venv that cannot be made (no PyPI) skips, with CI=true it fails.
+The client gets a venv of its own, made by ``clientkit`` from
+tests/clients/requirements-deepstack.txt (pinned); outside CI a venv that cannot be made (no
+PyPI) skips, with CI=true it fails.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import clientkit
 import httpx
 import pytest
 from faceid_testkit import REAL_MODEL_DIR, lfw, live_server, make_settings
@@ -33,31 +33,10 @@ NAME = "Al Gore"
 pytestmark = [pytest.mark.subprocess, pytest.mark.live_service]
 
 
-def _in_ci() -> bool:
-    return os.environ.get("CI", "").lower() in {"1", "true", "yes"}
-
-
 @pytest.fixture(scope="module")
-def client_python(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The python of a fresh venv holding the pinned, unmodified client."""
-    venv = tmp_path_factory.mktemp("deepstack-venv") / "venv"
-    pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet"]
-    steps = [
-        [sys.executable, "-m", "venv", str(venv)],
-        [*pip, "--disable-pip-version-check", "-r", str(REQUIREMENTS)],
-    ]
-    for step in steps:
-        try:
-            run = subprocess.run(step, capture_output=True, text=True, timeout=600, check=False)
-            problem = None if run.returncode == 0 else (run.stdout + run.stderr)[-3000:]
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            problem = repr(exc)
-        if problem is not None:
-            message = f"cannot make the deepstack-python venv ({step[2]}): {problem}"
-            if _in_ci():
-                pytest.fail(message)
-            pytest.skip(message)
-    return venv / "bin" / "python"
+def client_python() -> Path:
+    """The python of a venv holding the pinned, unmodified client (``clientkit``)."""
+    return clientkit.client_python("deepstack", REQUIREMENTS)
 
 
 @pytest.fixture(scope="module")

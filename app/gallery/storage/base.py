@@ -186,6 +186,21 @@ class GalleryStorage(Protocol):
         in one snapshot."""
         ...
 
+    def find_face(self, face_id: str, collection: str = DEFAULT_COLLECTION) -> StoredFace | None:
+        """One face of ``collection`` by id, with its embedding (None: not there)."""
+        ...
+
+    def list_faces(
+        self,
+        limit: int,
+        offset: int,
+        collection: str = DEFAULT_COLLECTION,
+        identity: str | None = None,
+    ) -> tuple[list[FaceRecord], int]:
+        """A page of a collection's faces (of one identity, or all) in the order they
+        were added, and their total."""
+        ...
+
     def crop_of(self, face_id: str) -> bytes | None:
         """The kept (encrypted) crop of a face, or None."""
         ...
@@ -202,6 +217,19 @@ class GalleryStorage(Protocol):
         self, identity: str, face_id: str, collection: str = DEFAULT_COLLECTION
     ) -> bool:
         """Erase one face of ``identity``; False if there is no such face."""
+        ...
+
+    def delete_faces(
+        self, face_ids: Sequence[str] | None, collection: str = DEFAULT_COLLECTION
+    ) -> list[FaceRecord]:
+        """Erase these faces of ``collection`` (None: all of them); returns those erased."""
+        ...
+
+    def rename_identity(
+        self, identity: str, new_identity: str, collection: str = DEFAULT_COLLECTION
+    ) -> list[StoredFace]:
+        """Move every face of ``identity`` to ``new_identity`` (a merge if it exists),
+        logged as a remove and an add per face; returns the moved faces."""
         ...
 
     def api_keys(self) -> list[KeyRecord]:

@@ -266,6 +266,46 @@ class SqlGalleryStore(ABC):
                     )
                 after = int(rows[-1][7])
 
+    def find_face(self, face_id: str, collection: str = DEFAULT_COLLECTION) -> StoredFace | None:
+        """One face of ``collection`` by id, with its embedding (None: no such face there)."""
+        rows = self._query(
+            "SELECT face_id, identity, embedding, model_version, created_at, content_hash, "
+            "collection FROM faces WHERE face_id = ? AND collection = ?",
+            (face_id, collection),
+        )
+        if not rows:
+            return None
+        r = rows[0]
+        return StoredFace(
+            face_id=str(r[0]),
+            identity=str(r[1]),
+            embedding=self._embeddings([r[2]])[0],
+            created_at=str(r[4]),
+            content_hash=None if r[5] is None else str(r[5]),
+            model_version=str(r[3]),
+            collection=str(r[6]),
+        )
+
+    def list_faces(
+        self,
+        limit: int,
+        offset: int,
+        collection: str = DEFAULT_COLLECTION,
+        identity: str | None = None,
+    ) -> tuple[list[FaceRecord], int]:
+        """A page of the faces of ``collection`` (of one identity, or all) in the order
+        they were added, and how many there are in all."""
+        where = "collection = ?" + ("" if identity is None else " AND identity = ?")
+        params: tuple[object, ...] = (collection,) if identity is None else (collection, identity)
+        with self._transaction(write=False) as tx:
+            page = tx.rows(
+                f"SELECT {_RECORD} FROM faces WHERE {where} "
+                f"ORDER BY {self._insertion_order} LIMIT ? OFFSET ?",
+                (*params, limit, offset),
+            )
+            total = int(tx.rows(f"SELECT COUNT(*) FROM faces WHERE {where}", params)[0][0])
+        return [_record(r) for r in page], total
+
     def crop_of(self, face_id: str) -> bytes | None:
         """The kept (encrypted) aligned crop of a face, or None."""
         rows = self._query("SELECT crop FROM faces WHERE face_id = ?", (face_id,))
@@ -357,6 +397,69 @@ class SqlGalleryStore(ABC):
         if deleted:
             self._after_erasure()
         return deleted > 0
+
+    def delete_faces(
+        self, face_ids: Sequence[str] | None, collection: str = DEFAULT_COLLECTION
+    ) -> list[FaceRecord]:
+        """Erase the faces of ``collection`` with these ids (None: every face of the
+        collection) in one transaction; returns what was erased (ids of other collections
+        and unknown ids are ignored)."""
+        erased: list[FaceRecord] = []
+        with self._transaction(write=True) as tx:
+            if face_ids is None:
+                erased = [
+                    _record(r)
+                    for r in tx.rows(
+                        f"DELETE FROM faces WHERE collection = ? RETURNING {_RECORD}",
+                        (collection,),
+                    )
+                ]
+            else:
+                unique = sorted(set(face_ids))
+                for start in range(0, len(unique), _CHUNK):
+                    chunk = unique[start : start + _CHUNK]
+                    marks = ", ".join("?" * len(chunk))
+                    erased += [
+                        _record(r)
+                        for r in tx.rows(
+                            f"DELETE FROM faces WHERE collection = ? AND face_id IN ({marks}) "
+                            f"RETURNING {_RECORD}",
+                            (collection, *chunk),
+                        )
+                    ]
+            self._log(tx, "remove", [r.face_id for r in erased])
+        if erased:
+            self._after_erasure()
+        return erased
+
+    def rename_identity(
+        self, identity: str, new_identity: str, collection: str = DEFAULT_COLLECTION
+    ) -> list[StoredFace]:
+        """Move every face of ``identity`` to ``new_identity`` (merging into it if it
+        exists) in one transaction; ids, enrolment times, content hashes and crops stay.
+        The change log gets a ``remove`` and an ``add`` per face, so other processes move
+        it too. Returns the moved faces (empty: no such identity)."""
+        with self._transaction(write=True) as tx:
+            rows = tx.rows(
+                "UPDATE faces SET identity = ? WHERE collection = ? AND identity = ? "
+                "RETURNING face_id, embedding, created_at, content_hash",
+                (new_identity, collection, identity),
+            )
+            moved = [str(r[0]) for r in rows]
+            self._log(tx, "remove", moved)
+            self._log(tx, "add", moved)
+        embeddings = self._embeddings([r[1] for r in rows])
+        return [
+            StoredFace(
+                face_id=str(r[0]),
+                identity=new_identity,
+                embedding=embedding,
+                created_at=str(r[2]),
+                content_hash=None if r[3] is None else str(r[3]),
+                collection=collection,
+            )
+            for r, embedding in zip(rows, embeddings, strict=True)
+        ]
 
     # ----------------------------------------------------------------- keys
     def api_keys(self) -> list[KeyRecord]:

@@ -156,7 +156,12 @@ def test_every_operation_lists_its_errors_with_the_envelope(spec: dict[str, Any]
             if "{identity}" in path:
                 expected |= {"422"}
             assert expected <= set(responses), (path, method, sorted(responses))
-            envelope = "DeepStackError" if path.startswith("/v1/vision/") else "ErrorResponse"
+            # the dialects answer their own error shapes (app.errors)
+            envelope = "ErrorResponse"
+            if path.startswith("/v1/vision/"):
+                envelope = "DeepStackError"
+            elif path.startswith("/api/v1/"):
+                envelope = "CompreFaceError"
             for status in expected - ({"503"} if path == "/health" else set()):
                 content = responses[status]["content"]["application/json"]["schema"]
                 assert content == {"$ref": f"#/components/schemas/{envelope}"}
