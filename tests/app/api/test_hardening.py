@@ -117,6 +117,65 @@ def test_unparseable_multipart_is_400_invalid_multipart(
     assert_envelope(response, 400, "invalid_multipart")
 
 
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'--zzz\r\nContent-Disposition: form-data; name="image"; filename="a.jpg"\r\n'
+        b"Content-Type: image/jpeg\r\n\r\n\xff\xd8\xff",  # cut inside the part
+        b'--zzz\r\nContent-Disposition: form-data; name="image"; filename="a.jpg"\r\n',
+        b"--zzz\r\n",
+    ],
+    ids=["in-data", "in-headers", "after-boundary"],
+)
+def test_unterminated_multipart_is_400_invalid_multipart(client: TestClient, body: bytes) -> None:
+    # issue 28: Starlette's parser took a body without its closing boundary and the route
+    # saw a missing field (422 validation_error "Field required")
+    response = client.post(
+        "/identify", content=body, headers={"Content-Type": "multipart/form-data; boundary=zzz"}
+    )
+    assert_envelope(response, 400, "invalid_multipart")
+
+
+def test_terminated_multipart_still_works(client: TestClient) -> None:
+    photo = PHOTO.read_bytes()
+    body = (
+        b'--zzz\r\nContent-Disposition: form-data; name="image"; filename="a.jpg"\r\n'
+        b"Content-Type: image/jpeg\r\n\r\n" + photo + b"\r\n--zzz--"  # no final CRLF
+    )
+    response = client.post(
+        "/identify", content=body, headers={"Content-Type": "multipart/form-data; boundary=zzz"}
+    )
+    assert response.status_code == 200, response.text
+
+
+# ------------------------------------------------------------------------- bounds
+@pytest.mark.parametrize("value", ["1_000", "1.0", "0" * 30 + "1", "+1", " 1", "1 ", "0x10", "1e2"])
+@pytest.mark.parametrize("name", ["limit", "offset"])
+def test_integer_query_parameters_take_digits_only(
+    client: TestClient, name: str, value: str
+) -> None:
+    # issue 28: pydantic's lax int parsing took these although the OpenAPI says integer
+    body = assert_envelope(client.get("/identities", params={name: value}), 422, "validation_error")
+    assert name in body["error"]["message"]
+
+
+@pytest.mark.parametrize("name", ["top_k", "max_faces"])
+def test_identify_integer_parameters_take_digits_only(client: TestClient, name: str) -> None:
+    for value in ("1_0", "1.0", "0" * 30 + "1"):
+        response = client.post("/identify", params={name: value}, files=image_file(PHOTO))
+        body = assert_envelope(response, 422, "validation_error")
+        assert name in body["error"]["message"]
+    response = client.post("/identify", params={name: "02"}, files=image_file(PHOTO))
+    assert response.status_code == 200, response.text
+
+
+def test_embed_max_faces_takes_digits_only(client: TestClient) -> None:
+    response = client.post("/embed", params={"max_faces": "1.0"}, files=image_file(PHOTO))
+    assert_envelope(response, 422, "validation_error")
+    response = client.post("/embed", params={"max_faces": "1"}, files=image_file(PHOTO))
+    assert response.status_code == 200, response.text
+
+
 # ------------------------------------------------------------------------- bounds
 @pytest.mark.parametrize("offset", [MAX_OFFSET + 1, 2**63, 2**64, 10**30])
 def test_huge_offsets_are_422_not_500(client: TestClient, offset: int) -> None:
