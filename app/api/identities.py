@@ -8,7 +8,7 @@ from urllib.parse import quote
 
 from fastapi import APIRouter, File, Path, Query, Response, UploadFile
 
-from app.api.deps import CollectionName, Identity, Ready, read_upload
+from app.api.deps import CollectionName, DigitsOnly, Identity, Ready, read_upload
 from app.errors import ApiError
 from app.gallery.storage import DEFAULT_COLLECTION
 from app.recognition import PhotoOutcome
@@ -115,8 +115,10 @@ def _photo(index: int, filename: str | None, outcome: PhotoOutcome) -> EnrollPho
 async def list_identities(
     recognizer: Ready,
     collection: CollectionName,
-    limit: Annotated[int, Query(ge=1, le=1000, description="Page size.")] = 100,
-    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET, description="Identities to skip.")] = 0,
+    limit: Annotated[int, Query(ge=1, le=1000, description="Page size."), DigitsOnly] = 100,
+    offset: Annotated[
+        int, Query(ge=0, le=MAX_OFFSET, description="Identities to skip."), DigitsOnly
+    ] = 0,
 ) -> IdentityList:
     """Identities in name order with their number of faces, and the total count."""
     page, total = await asyncio.to_thread(
