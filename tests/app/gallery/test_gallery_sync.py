@@ -79,7 +79,8 @@ def test_collections_and_keys_reach_another_process_within_the_poll_interval(
     from app.gallery.storage import KeyRecord
 
     class Keys:
-        records: list[KeyRecord] = []
+        def __init__(self) -> None:
+            self.records: list[KeyRecord] = []
 
         def load(self, records: list[KeyRecord]) -> None:
             self.records = records
