@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Annotated
 from urllib.parse import quote
 
@@ -121,7 +120,7 @@ async def list_identities(
     ] = 0,
 ) -> IdentityList:
     """Identities in name order with their number of faces, and the total count."""
-    page, total = await asyncio.to_thread(
+    page, total = await recognizer.run_db(
         recognizer.gallery.list_identities, limit, offset, collection
     )
     return IdentityList(
@@ -139,7 +138,7 @@ async def get_identity(
     recognizer: Ready, identity: Identity, collection: CollectionName
 ) -> IdentityDetail:
     """Face ids with their enrollment times and the model that made them."""
-    faces = await asyncio.to_thread(recognizer.gallery.faces_of, identity, collection)
+    faces = await recognizer.run_db(recognizer.gallery.faces_of, identity, collection)
     if not faces:
         raise _unknown(identity)
     return IdentityDetail(
@@ -162,7 +161,7 @@ async def delete_identity(
     recognizer: Ready, identity: Identity, collection: CollectionName
 ) -> Response:
     """Erases every stored embedding of this person (right to erasure)."""
-    deleted = await asyncio.to_thread(recognizer.gallery.delete_identity, identity, collection)
+    deleted = await recognizer.run_db(recognizer.gallery.delete_identity, identity, collection)
     if not deleted:
         raise _unknown(identity)
     return Response(status_code=204)
@@ -182,7 +181,7 @@ async def delete_face(
     face_id: Annotated[str, Path(min_length=1, max_length=64, description="A face id.")],
 ) -> Response:
     """Erases one face of the identity; 404 when the identity has no such face."""
-    deleted = await asyncio.to_thread(recognizer.gallery.delete_face, identity, face_id, collection)
+    deleted = await recognizer.run_db(recognizer.gallery.delete_face, identity, face_id, collection)
     if not deleted:
         raise ApiError("not_found", f"Identity {identity!r} has no face with id {face_id!r}.")
     return Response(status_code=204)

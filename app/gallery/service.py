@@ -199,6 +199,11 @@ class GalleryService:
         """False while the last database access failed."""
         return self._storage_ok
 
+    def storage_failed(self) -> None:
+        """Record that a database call did not answer in time (``/health``: degraded until
+        the next call succeeds)."""
+        self._storage(False)
+
     # ---------------------------------------------------------------- writes
     def _storage(self, ok: bool) -> None:
         if ok != self._storage_ok:
