@@ -32,12 +32,14 @@ from faceid_testkit import (
 from fastapi.testclient import TestClient
 
 from app.api.identities import MAX_OFFSET
+from app.server import HEALTH_RESERVE
 from app.settings import REPO_ROOT
 from faces import FacePipeline
 
 PHOTO = lfw("Al_Gore", 1)
 KEY = "hardening-key-1"
 AUTH = {"Authorization": f"Bearer {KEY}"}
+AUTH_LINE = f"Authorization: Bearer {KEY}\r\n".encode()
 MIB = 1 << 20
 
 
@@ -382,7 +384,7 @@ def test_many_stalled_connections_are_all_closed(live: str) -> None:
 
 
 def test_connections_over_the_cap_get_503_at_once(live: str) -> None:
-    socks = [_connect(live) for _ in range(24)]
+    socks = [_connect(live) for _ in range(24 + HEALTH_RESERVE)]  # the cap and the reserve
     try:
         time.sleep(0.4)  # all accepted (each would be closed after the 1 s header timeout)
         with _connect(live) as extra:
@@ -394,6 +396,25 @@ def test_connections_over_the_cap_get_503_at_once(live: str) -> None:
             sock.close()
     time.sleep(0.3)
     assert httpx.get(f"{live}/health").status_code == 200
+
+
+def test_health_still_answers_when_one_client_holds_every_connection(live: str) -> None:
+    # issue 28: 256 idle sockets of one client shut everyone out, /health included
+    socks = [_connect(live) for _ in range(24)]  # FACEID_MAX_CONNECTIONS of this server
+    try:
+        time.sleep(0.4)
+        with _connect(live) as probe:
+            probe.sendall(b"GET /health HTTP/1.1\r\nHost: t\r\n\r\n")
+            status, _, body = _read_response(probe, timeout=3)
+            assert status == 200 and json.loads(body)["status"] == "ok"
+        with _connect(live) as other:
+            other.sendall(b"GET /identities HTTP/1.1\r\nHost: t\r\n" + AUTH_LINE + b"\r\n")
+            status, headers, body = _read_response(other, timeout=3)
+            assert status == 503 and _envelope_code(body) == "unavailable"
+            assert headers["connection"] == "close"
+    finally:
+        for sock in socks:
+            sock.close()
 
 
 @pytest.mark.parametrize(
