@@ -164,7 +164,7 @@ def bind_with_retry(config: uvicorn.Config, retry_s: float = BIND_RETRY_S) -> so
         return sock
 
 
-def serve_workers(app: str, workers: int, startup_timeout: float, **options: Any) -> int:
+def serve_workers(app: str, workers: int, startup_timeout: int, **options: Any) -> int:
     """Run ``workers`` uvicorn worker processes of ``app`` on one socket under
     ``FaceidMultiprocess`` until a signal; returns 0, or 1 when the port cannot be bound."""
     os.environ[SUPERVISOR_PID] = str(os.getpid())  # inherited by the workers
