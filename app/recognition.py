@@ -216,6 +216,7 @@ class Recognizer:
         db_pool: Executor | None = None,
         search_pool: Executor | None = None,
         db_wait_s: float | None = None,
+        db_call_s: float = 0.0,
     ) -> None:
         self.settings = settings
         self.metrics = metrics
@@ -227,6 +228,7 @@ class Recognizer:
         self._db_pool = db_pool
         self._search_pool = search_pool
         self._db_wait_s = db_wait_s
+        self._db_call_s = db_call_s
         self._dim = policy.card.embedding_dim
         self.detecting = 0  # uploads in decode/detect/align now (the batcher asks)
 
@@ -239,13 +241,24 @@ class Recognizer:
         """``fn(*args, **kwargs)`` — a gallery call that may reach the database — in the
         database threads (``FACEID_DB_WORKERS``, never those identification searches in),
         answered within ``db_wait_s`` (queueing included) or StorageUnavailable (503). The
-        routes call every gallery read and write through this, never ``asyncio.to_thread``."""
+        routes call every gallery read and write through this, never ``asyncio.to_thread``.
+
+        A call that once started may take up to ``db_call_s`` (its own bounds) does not start
+        when less than that is left of ``db_wait_s`` (it queued too long): a call the caller
+        gave up on before it started never runs later behind its back."""
         loop = asyncio.get_running_loop()
-        future = loop.run_in_executor(self._db_pool, functools.partial(fn, *args, **kwargs))
+        call = functools.partial(fn, *args, **kwargs)
         if self._db_wait_s is None:
-            return await future
+            return await loop.run_in_executor(self._db_pool, call)
+        latest_start = time.monotonic() + self._db_wait_s - self._db_call_s
+
+        def job() -> T:
+            if time.monotonic() > latest_start:
+                raise StorageUnavailable("The gallery database calls queued for too long.")
+            return call()
+
         try:
-            return await asyncio.wait_for(future, self._db_wait_s)
+            return await asyncio.wait_for(loop.run_in_executor(self._db_pool, job), self._db_wait_s)
         except TimeoutError:
             self.gallery.storage_failed()
             raise StorageUnavailable(

@@ -177,6 +177,8 @@ async def build(
         max_workers=max(2, min(8, os.cpu_count() or 1)), thread_name_prefix="faceid-search"
     )
     timeouts = settings.db_timeouts
+    gallery.write_wait_s = timeouts.call
+    db_call_s = 3 * timeouts.call + timeouts.connect + 1.0
     recognizer = Recognizer(
         settings=settings,
         metrics=metrics,
@@ -187,9 +189,11 @@ async def build(
         detect_pool=detect_pool,
         db_pool=db_pool,
         search_pool=search_pool,
-        # a call's own deadline (waiting for the connection, connecting, the statement),
-        # plus time queued behind other calls
-        db_wait_s=2 * timeouts.call + timeouts.connect,
+        # once started, a call waits for this process's other writes, then for the
+        # connection, connects and runs its statement, each bounded; it may queue for one
+        # more deadline behind other calls before it starts, or not start at all
+        db_call_s=db_call_s,
+        db_wait_s=db_call_s + timeouts.call,
     )
     return Components(
         checked.card, model, gallery, batcher, recognizer, detect_pool, db_pool, search_pool
