@@ -46,9 +46,9 @@ _LOCK_KEY = 0x66616365
 @dataclass(frozen=True)
 class DbTimeouts:
     """How long database work may take (seconds): ``connect`` (libpq's connect_timeout),
-    ``statement`` (the server's statement_timeout, and the client-side deadline of one call,
-    waiting for the connection included) and ``lock`` (the server's lock_timeout, writers'
-    advisory lock included)."""
+    ``statement`` (the server's statement_timeout; one second later, ``call``, the
+    client-side deadline of one call, and also of its wait for the connection) and ``lock``
+    (the server's lock_timeout, writers' advisory lock included)."""
 
     connect: float = 5.0
     statement: float = 10.0
@@ -324,10 +324,17 @@ class _Deadline:
 
     def _expire(self) -> None:
         self.expired = True
-        with suppress(Exception):
+        try:
             fd = os.dup(self._conn.fileno())
-            with socket.socket(fileno=fd) as sock:
-                sock.shutdown(socket.SHUT_RDWR)
+        except Exception:  # closed meanwhile: nothing to break
+            return
+        try:
+            sock = socket.socket(fileno=fd)
+        except OSError:
+            os.close(fd)
+            return
+        with sock, suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)
 
     def reason(self, exc: BaseException) -> str:
         if self.expired:
