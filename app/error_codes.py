@@ -104,13 +104,15 @@ ERROR_CODES: tuple[ErrorCode, ...] = (
     ErrorCode(
         503,
         "unavailable",
-        "the model failed to load, or `FACEID_MAX_CONNECTIONS` connections are open",
+        "the model failed to load, or `FACEID_MAX_CONNECTIONS` connections are open "
+        "(`/health` still answers on 8 reserved ones)",
     ),
     ErrorCode(
         503,
         "storage_unavailable",
-        "an enrolment, deletion or gallery listing cannot reach the gallery database "
-        "(nothing was changed; retry)",
+        "an enrolment, deletion or gallery listing cannot reach the gallery database, or it "
+        "did not answer within `FACEID_DB_CONNECT_TIMEOUT_S` / `FACEID_DB_STATEMENT_TIMEOUT_S` "
+        "/ `FACEID_DB_LOCK_TIMEOUT_S` (nothing was changed; retry)",
     ),
 )
 

@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable
 from urllib.parse import parse_qs
 
-from python_multipart.multipart import MultipartParser, parse_options_header
+from python_multipart.multipart import MultipartParser, MultipartState, parse_options_header
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -337,6 +337,17 @@ class _PartWatcher:
         if self.problem is not None:
             raise self.problem
 
+    def finish(self) -> None:
+        """The body is complete: a multipart body must have ended with its closing
+        boundary. Starlette's parser accepts a truncated body and hands the route whatever
+        parts it finished, so a cut-off upload would read as a missing field (422)."""
+        if self.parser is not None and self.parser.state != MultipartState.END:
+            raise ApiError(
+                "invalid_multipart",
+                "The multipart form could not be parsed: the body ended before its closing "
+                "boundary.",
+            )
+
 
 class BodyGuardMiddleware:
     """Body timeouts (408) and, for multipart bodies, per-part caps and one file per field."""
@@ -391,9 +402,11 @@ class BodyGuardMiddleware:
                     CLOSE,
                 ) from None
             if message["type"] == "http.request":
+                done = not message.get("more_body", False)
                 if watcher is not None:
                     watcher.feed(message.get("body", b""))
-                done = not message.get("more_body", False)
+                    if done:
+                        watcher.finish()
             return message
 
         await self.app(scope, guarded_receive, send)

@@ -227,9 +227,11 @@ def __getattr__(name: str) -> Any:
     """``app.main:app`` for ``uvicorn app.main:app``: built from the environment on first use."""
     if name == "app":
         from app.log import configure_logging
+        from app.supervisor import watch_supervisor
 
         settings = Settings()
         configure_logging(settings.log_level)
+        watch_supervisor()  # a FACEID_WORKERS worker ends when its supervisor dies
 
         def stop() -> None:  # the model failed to load: end this process, see the docstring
             stop_after_startup_failure(application.state.faceid.failed or "startup failed")

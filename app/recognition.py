@@ -9,15 +9,18 @@ to these calls and the results to response schemas.
 from __future__ import annotations
 
 import asyncio
+import functools
 import math
 import time
+from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import ParamSpec, TypeVar
 
 import numpy as np
 
-from app.domain_errors import DomainError, LowQuality, NoFace
+from app.domain_errors import DomainError, LowQuality, NoFace, StorageUnavailable
 from app.gallery.search.index import GalleryIndex
 from app.gallery.service import Enrollment, GalleryService, NewFace
 from app.gallery.storage import DEFAULT_COLLECTION, content_hash
@@ -29,6 +32,9 @@ from faces.model_contract import ModelCard
 from faces.open_set import threshold_for_fpir
 
 Candidates = list[tuple[str, float]]
+
+P = ParamSpec("P")
+T = TypeVar("T")
 
 #: The similarity (``MatchPolicy.similarity``) that the threshold in force maps to.
 SIMILARITY_AT_THRESHOLD = 0.6
@@ -207,6 +213,10 @@ class Recognizer:
         gallery: GalleryService,
         policy: MatchPolicy,
         detect_pool: Executor,
+        db_pool: Executor | None = None,
+        search_pool: Executor | None = None,
+        db_wait_s: float | None = None,
+        db_call_s: float = 0.0,
     ) -> None:
         self.settings = settings
         self.metrics = metrics
@@ -215,6 +225,10 @@ class Recognizer:
         self.gallery = gallery
         self.policy = policy
         self._detect_pool = detect_pool
+        self._db_pool = db_pool
+        self._search_pool = search_pool
+        self._db_wait_s = db_wait_s
+        self._db_call_s = db_call_s
         self._dim = policy.card.embedding_dim
         self.detecting = 0  # uploads in decode/detect/align now (the batcher asks)
 
@@ -223,6 +237,34 @@ class Recognizer:
         return self.policy.card.version
 
     # ------------------------------------------------------------------ parts
+    async def run_db(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """``fn(*args, **kwargs)`` — a gallery call that may reach the database — in the
+        database threads (``FACEID_DB_WORKERS``, never those identification searches in),
+        answered within ``db_wait_s`` (queueing included) or StorageUnavailable (503). The
+        routes call every gallery read and write through this, never ``asyncio.to_thread``.
+
+        A call that once started may take up to ``db_call_s`` (its own bounds) does not start
+        when less than that is left of ``db_wait_s`` (it queued too long): a call the caller
+        gave up on before it started never runs later behind its back."""
+        loop = asyncio.get_running_loop()
+        call = functools.partial(fn, *args, **kwargs)
+        if self._db_wait_s is None:
+            return await loop.run_in_executor(self._db_pool, call)
+        latest_start = time.monotonic() + self._db_wait_s - self._db_call_s
+
+        def job() -> T:
+            if time.monotonic() > latest_start:
+                raise StorageUnavailable("The gallery database calls queued for too long.")
+            return call()
+
+        try:
+            return await asyncio.wait_for(loop.run_in_executor(self._db_pool, job), self._db_wait_s)
+        except TimeoutError:
+            self.gallery.storage_failed()
+            raise StorageUnavailable(
+                f"The gallery database did not answer within {self._db_wait_s:g} s."
+            ) from None
+
     def _faces_blocking(self, data: bytes, max_faces: int | None) -> list[AlignedFace]:
         t0 = time.perf_counter()
         faces = self.pipeline.faces_in_bytes(data, max_faces=max_faces)
@@ -288,7 +330,9 @@ class Recognizer:
             return Identification([], self.threshold(threshold, collection))
         embeddings = await self.embed(faces)
         index = self.gallery.index_of(collection)
-        matches = await asyncio.to_thread(self.policy.search, index, embeddings, top_k)
+        matches = await asyncio.get_running_loop().run_in_executor(
+            self._search_pool, self.policy.search, index, embeddings, top_k
+        )
         in_force = self.threshold(threshold, collection)
         return Identification(
             [
@@ -345,7 +389,7 @@ class Recognizer:
                 NewFace(identity, embedding, content_hash(photos[i]), face.crop, collection)
                 for (i, face, _), embedding in zip(accepted, embeddings, strict=True)
             ]
-            enrolled = await asyncio.to_thread(self.gallery.enroll_many, new_faces)
+            enrolled = await self.run_db(self.gallery.enroll_many, new_faces)
             for (i, face, detected), enrollment in zip(accepted, enrolled, strict=True):
                 outcomes[i] = PhotoOutcome(EnrolledFace(enrollment, face, detected), None)
         return [o for o in outcomes if o is not None]

@@ -3,9 +3,11 @@ checked once, before them, by ``app.guards.ApiKeyMiddleware``)."""
 
 from __future__ import annotations
 
+import re
 from typing import Annotated
 
 from fastapi import Depends, Path, Request, UploadFile
+from pydantic import BeforeValidator
 
 from app.errors import ApiError
 from app.gallery.names import IDENTITY_RULE, validate_collection, validate_identity
@@ -37,6 +39,23 @@ def require_ready(request: Request) -> Recognizer:
 
 
 Ready = Annotated[Recognizer, Depends(require_ready)]
+
+_DIGITS = re.compile(r"[0-9]{1,20}")
+
+
+def _plain_integer(value: object) -> object:
+    """A query string's integer as the OpenAPI document states it: digits only (pydantic
+    alone would also take ``1_000``, ``1.0``, `` 7``, ``+7`` and thousands of leading
+    zeros)."""
+    if isinstance(value, str) and not _DIGITS.fullmatch(value):
+        raise ValueError("must be an integer written with the digits 0-9 only (at most 20)")
+    return value
+
+
+#: The last metadata of an integer query parameter, after its ``Query(ge=…, le=…)`` (so
+#: that the range stays ``minimum``/``maximum`` in the OpenAPI document):
+#: ``Annotated[int, Query(ge=1, le=100), DigitsOnly]``.
+DigitsOnly = BeforeValidator(_plain_integer)
 
 
 async def read_upload(upload: UploadFile, recognizer: Recognizer, field: str = "image") -> bytes:

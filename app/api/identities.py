@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Annotated
 from urllib.parse import quote
 
 from fastapi import APIRouter, File, Path, Query, Response, UploadFile
 
-from app.api.deps import CollectionName, Identity, Ready, read_upload
+from app.api.deps import CollectionName, DigitsOnly, Identity, Ready, read_upload
 from app.errors import ApiError
 from app.gallery.storage import DEFAULT_COLLECTION
 from app.recognition import PhotoOutcome
@@ -115,11 +114,13 @@ def _photo(index: int, filename: str | None, outcome: PhotoOutcome) -> EnrollPho
 async def list_identities(
     recognizer: Ready,
     collection: CollectionName,
-    limit: Annotated[int, Query(ge=1, le=1000, description="Page size.")] = 100,
-    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET, description="Identities to skip.")] = 0,
+    limit: Annotated[int, Query(ge=1, le=1000, description="Page size."), DigitsOnly] = 100,
+    offset: Annotated[
+        int, Query(ge=0, le=MAX_OFFSET, description="Identities to skip."), DigitsOnly
+    ] = 0,
 ) -> IdentityList:
     """Identities in name order with their number of faces, and the total count."""
-    page, total = await asyncio.to_thread(
+    page, total = await recognizer.run_db(
         recognizer.gallery.list_identities, limit, offset, collection
     )
     return IdentityList(
@@ -137,7 +138,7 @@ async def get_identity(
     recognizer: Ready, identity: Identity, collection: CollectionName
 ) -> IdentityDetail:
     """Face ids with their enrollment times and the model that made them."""
-    faces = await asyncio.to_thread(recognizer.gallery.faces_of, identity, collection)
+    faces = await recognizer.run_db(recognizer.gallery.faces_of, identity, collection)
     if not faces:
         raise _unknown(identity)
     return IdentityDetail(
@@ -160,7 +161,7 @@ async def delete_identity(
     recognizer: Ready, identity: Identity, collection: CollectionName
 ) -> Response:
     """Erases every stored embedding of this person (right to erasure)."""
-    deleted = await asyncio.to_thread(recognizer.gallery.delete_identity, identity, collection)
+    deleted = await recognizer.run_db(recognizer.gallery.delete_identity, identity, collection)
     if not deleted:
         raise _unknown(identity)
     return Response(status_code=204)
@@ -180,7 +181,7 @@ async def delete_face(
     face_id: Annotated[str, Path(min_length=1, max_length=64, description="A face id.")],
 ) -> Response:
     """Erases one face of the identity; 404 when the identity has no such face."""
-    deleted = await asyncio.to_thread(recognizer.gallery.delete_face, identity, face_id, collection)
+    deleted = await recognizer.run_db(recognizer.gallery.delete_face, identity, face_id, collection)
     if not deleted:
         raise ApiError("not_found", f"Identity {identity!r} has no face with id {face_id!r}.")
     return Response(status_code=204)

@@ -26,6 +26,8 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -99,6 +101,9 @@ class GalleryService:
         }
         self._empty = self._new_index()
         self._write_lock = threading.Lock()
+        #: How long a write waits for another write (or a catch-up) of this process to
+        #: finish before it gives up with StorageUnavailable (None: for as long as it takes).
+        self.write_wait_s: float | None = None
         self._change_seq = change_seq
         self._storage_ok = True
         self._stop = threading.Event()
@@ -200,7 +205,24 @@ class GalleryService:
         """False while the last database access failed."""
         return self._storage_ok
 
+    def storage_failed(self) -> None:
+        """Record that a database call did not answer in time (``/health``: degraded until
+        the next call succeeds)."""
+        self._storage(False)
+
     # ---------------------------------------------------------------- writes
+    @contextmanager
+    def _writing(self) -> Iterator[None]:
+        """The write lock, waited for at most ``write_wait_s``."""
+        wait = -1.0 if self.write_wait_s is None else self.write_wait_s
+        if not self._write_lock.acquire(timeout=wait):
+            self._storage(False)
+            raise StorageUnavailable(f"the gallery stayed busy for {wait:g} s")
+        try:
+            yield
+        finally:
+            self._write_lock.release()
+
     def _storage(self, ok: bool) -> None:
         if ok != self._storage_ok:
             if ok:
@@ -245,7 +267,7 @@ class GalleryService:
             )
             for face in faces
         ]
-        with self._write_lock:
+        with self._writing():
             try:
                 self.store.add_faces(rows)
             except StorageUnavailable:
@@ -258,7 +280,7 @@ class GalleryService:
 
     def delete_identity(self, identity: str, collection: str = DEFAULT_COLLECTION) -> int:
         """Erase every face of ``identity``; 0 if it was not enrolled."""
-        with self._write_lock:
+        with self._writing():
             try:
                 face_ids = self.store.delete_identity(identity, collection)
             except StorageUnavailable:
@@ -273,7 +295,7 @@ class GalleryService:
         self, identity: str, face_id: str, collection: str = DEFAULT_COLLECTION
     ) -> bool:
         """Erase one face of ``identity``; False if there is no such face."""
-        with self._write_lock:
+        with self._writing():
             try:
                 deleted = self.store.delete_face(identity, face_id, collection)
             except StorageUnavailable:
