@@ -358,14 +358,14 @@ def _subject_name(name: str | None) -> str:
 
 
 async def _face_count(recognizer: Recognizer, subject: str, collection: str) -> int:
-    _, total = await asyncio.to_thread(recognizer.gallery.list_faces, 1, 0, collection, subject)
+    _, total = await recognizer.run_db(recognizer.gallery.list_faces, 1, 0, collection, subject)
     return total
 
 
 async def _all_subjects(recognizer: Recognizer, collection: str) -> list[str]:
     names: list[str] = []
     while True:
-        page, total = await asyncio.to_thread(
+        page, total = await recognizer.run_db(
             recognizer.gallery.list_identities, _LIST_PAGE, len(names), collection
         )
         names += [name for name, _ in page]
@@ -553,7 +553,7 @@ async def compreface_add_example(
     face = recognizer.policy.enrollable(faces)
     [embedding] = await recognizer.embed([face])
     new = NewFace(name, embedding, content_hash(data), face.crop, collection)
-    [enrolled] = await asyncio.to_thread(recognizer.gallery.enroll_many, [new])
+    [enrolled] = await recognizer.run_db(recognizer.gallery.enroll_many, [new])
     return {"image_id": enrolled.face_id, "subject": enrolled.identity}
 
 
@@ -571,7 +571,7 @@ async def compreface_list_examples(
     subject: Annotated[str | None, Query(description="Only this subject's examples.")] = None,
 ) -> dict[str, Any]:
     """A page of the examples, oldest first."""
-    records, total = await asyncio.to_thread(
+    records, total = await recognizer.run_db(
         recognizer.gallery.list_faces, size, page * size, collection, _nfc(subject or "") or None
     )
     return {
@@ -596,11 +596,11 @@ async def compreface_delete_examples(
 ) -> dict[str, int]:
     """`{"deleted": n}`: the faces erased (0 for an unknown subject)."""
     if subject:
-        count = await asyncio.to_thread(
+        count = await recognizer.run_db(
             recognizer.gallery.delete_identity, _nfc(subject), collection
         )
     else:
-        erased = await asyncio.to_thread(recognizer.gallery.delete_faces, None, collection)
+        erased = await recognizer.run_db(recognizer.gallery.delete_faces, None, collection)
         count = len(erased)
     return {"deleted": count}
 
@@ -615,7 +615,7 @@ async def compreface_delete_example(
     recognizer: Ready, collection: CollectionName, image_id: ImageId
 ) -> dict[str, str]:
     """The erased example; unknown: 404 code 44."""
-    erased = await asyncio.to_thread(recognizer.gallery.delete_faces, [image_id], collection)
+    erased = await recognizer.run_db(recognizer.gallery.delete_faces, [image_id], collection)
     if not erased:
         raise DialectError(404, 44, f"Image {image_id} not found")
     return {"image_id": erased[0].face_id, "subject": erased[0].identity}
@@ -633,7 +633,7 @@ async def compreface_delete_several(
     image_ids: Annotated[list[str], Body(max_length=10_000, description="image_ids to erase.")],
 ) -> list[dict[str, str]]:
     """The examples erased, in the order asked (unknown ids are ignored)."""
-    erased = await asyncio.to_thread(recognizer.gallery.delete_faces, image_ids, collection)
+    erased = await recognizer.run_db(recognizer.gallery.delete_faces, image_ids, collection)
     order = {image_id: i for i, image_id in reversed(list(enumerate(image_ids)))}
     erased.sort(key=lambda r: order[r.face_id])
     return [{"image_id": r.face_id, "subject": r.identity} for r in erased]
@@ -659,7 +659,7 @@ async def compreface_verify_example(
 ) -> dict[str, Any]:
     """Each face of the photo with its similarity to the example (anchored at the pair
     threshold: 0.6 = same person); unknown example: 404 code 44."""
-    stored = await asyncio.to_thread(recognizer.gallery.find_face, image_id, collection)
+    stored = await recognizer.run_db(recognizer.gallery.find_face, image_id, collection)
     if stored is None:
         raise DialectError(404, 44, f"Image {image_id} not found")
     options = _Options.of(limit, det_prob_threshold, face_plugins, status)
@@ -728,7 +728,7 @@ async def compreface_rename_subject(
     if not new or new == subject:
         return {"updated": False}
     new = _subject_name(new)
-    moved = await asyncio.to_thread(recognizer.gallery.rename_identity, subject, new, collection)
+    moved = await recognizer.run_db(recognizer.gallery.rename_identity, subject, new, collection)
     if not moved:
         raise DialectError(404, 42, f"Subject {subject} not found")
     return {"updated": True}
@@ -745,7 +745,7 @@ async def compreface_delete_subject(
 ) -> dict[str, str]:
     """Erases every example of `subject`; unknown: 404 code 42."""
     subject = _nfc(subject)
-    if not await asyncio.to_thread(recognizer.gallery.delete_identity, subject, collection):
+    if not await recognizer.run_db(recognizer.gallery.delete_identity, subject, collection):
         raise DialectError(404, 42, f"Subject {subject} not found")
     return {"subject": subject}
 
@@ -760,5 +760,5 @@ async def compreface_delete_subjects(
     recognizer: Ready, collection: CollectionName
 ) -> dict[str, int]:
     """Erases every example of the collection; `{"deleted": n}` subjects."""
-    erased = await asyncio.to_thread(recognizer.gallery.delete_faces, None, collection)
+    erased = await recognizer.run_db(recognizer.gallery.delete_faces, None, collection)
     return {"deleted": len({r.identity for r in erased})}

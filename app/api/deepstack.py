@@ -24,7 +24,6 @@ its ``MatchPolicy``, as on the native routes.
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any, cast
 
 from fastapi import APIRouter, Request
@@ -332,7 +331,7 @@ async def deepstack_register(
     if not files:
         raise ApiError("validation_error", "No valid image file found")
     photos = [await read_upload(upload, recognizer, name) for name, upload in files]
-    had_faces = bool(await asyncio.to_thread(recognizer.gallery.faces_of, identity, collection))
+    had_faces = bool(await recognizer.run_db(recognizer.gallery.faces_of, identity, collection))
     outcomes = await recognizer.enroll_photos(identity, photos, collection)
     if all(o.enrolled is None for o in outcomes):
         errors = [o.error for o in outcomes if o.error is not None]
@@ -353,7 +352,7 @@ async def deepstack_list(recognizer: Ready, collection: CollectionName) -> DeepS
     the key: `api_key=…`, URL-encoded or multipart, as deepstack-python sends it)."""
     names: list[str] = []
     while True:
-        page, total = await asyncio.to_thread(
+        page, total = await recognizer.run_db(
             recognizer.gallery.list_identities, _LIST_PAGE, len(names), collection
         )
         names.extend(identity for identity, _ in page)
@@ -377,7 +376,7 @@ async def deepstack_delete(
         identity = validate_identity(_userid(form))
     except InvalidIdentity:
         return DeepStackDeleteResponse()  # no such name can be registered
-    await asyncio.to_thread(recognizer.gallery.delete_identity, identity, collection)
+    await recognizer.run_db(recognizer.gallery.delete_identity, identity, collection)
     return DeepStackDeleteResponse()
 
 

@@ -311,7 +311,7 @@ class GalleryService:
     ) -> list[FaceRecord]:
         """Erase these faces of ``collection`` (None: every face of it) at once; returns
         those erased (unknown ids and other collections' faces are ignored)."""
-        with self._write_lock:
+        with self._writing():
             try:
                 erased = self.store.delete_faces(face_ids, collection)
             except StorageUnavailable:
@@ -327,7 +327,7 @@ class GalleryService:
     ) -> int:
         """Move every face of ``identity`` to ``new_identity`` (merging into it when it
         exists); returns how many faces moved (0: no such identity)."""
-        with self._write_lock:
+        with self._writing():
             try:
                 moved = self.store.rename_identity(identity, new_identity, collection)
             except StorageUnavailable:
