@@ -38,16 +38,19 @@ def main() -> None:
         # (app.main:app) and follows the others' gallery changes.
         checked.store.close()  # each worker opens (and checks) the gallery again
         from app.server import WORKER_FAILURE_FILE, server_options
+        from app.supervisor import serve_workers
 
         with tempfile.TemporaryDirectory(prefix="faceid-") as tmp:
             failure = Path(tmp) / "worker-startup-failure"
             os.environ[WORKER_FAILURE_FILE] = str(failure)  # inherited by the workers
-            uvicorn.run(
+            # Workers die with this process and a dead one is replaced within a second
+            # (app.supervisor). Loading TensorFlow and converting the model can hold the GIL
+            # for seconds at a time on a busy machine: a worker still starting may leave its
+            # liveness pings unanswered for up to 120 s before it is replaced.
+            status = serve_workers(
                 "app.main:app",
                 workers=settings.workers,
-                # Loading TensorFlow and converting the model can hold the GIL for seconds at
-                # a time on a busy machine; uvicorn's default 5 s would kill a starting worker.
-                timeout_worker_healthcheck=120,
+                startup_timeout=120,
                 **server_options(settings),
             )
             if failure.exists():
@@ -57,6 +60,8 @@ def main() -> None:
                     file=sys.stderr,
                 )
                 raise SystemExit(1)
+        if status:
+            raise SystemExit(status)
         return
 
     from app.main import create_app

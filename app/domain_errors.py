@@ -48,6 +48,12 @@ class InvalidIdentity(DomainError):
     code = "invalid_identity"
 
 
+class InvalidCollection(DomainError):
+    """A collection name that breaks the naming rule (``app.gallery.names``)."""
+
+    code = "invalid_collection"
+
+
 class StorageUnavailable(DomainError):
     """The gallery database cannot be reached; nothing was changed. The message names the
     database's own error (for logs); clients get a fixed sentence."""

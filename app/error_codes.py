@@ -37,7 +37,17 @@ ERROR_CODES: tuple[ErrorCode, ...] = (
         "unauthorized",
         "missing or wrong API key (checked from the headers before the body is read)",
     ),
-    ErrorCode(404, "not_found", "no such identity, face or route"),
+    ErrorCode(
+        403,
+        "forbidden",
+        "the key's role does not allow this (e.g. a `recognize` key enrolling, listing or "
+        "embedding)",
+    ),
+    ErrorCode(
+        404,
+        "not_found",
+        "no such identity, face, collection (or one the key does not open) or route",
+    ),
     ErrorCode(
         405,
         "method_not_allowed",
@@ -65,6 +75,7 @@ ERROR_CODES: tuple[ErrorCode, ...] = (
         "a parameter or field breaks its schema (a missing file, `top_k` out of range, …)",
     ),
     ErrorCode(422, "invalid_identity", "a bad identity name"),
+    ErrorCode(422, "invalid_collection", "a bad collection name"),
     ErrorCode(
         422,
         "multiple_files",
@@ -93,13 +104,15 @@ ERROR_CODES: tuple[ErrorCode, ...] = (
     ErrorCode(
         503,
         "unavailable",
-        "the model failed to load, or `FACEID_MAX_CONNECTIONS` connections are open",
+        "the model failed to load, or `FACEID_MAX_CONNECTIONS` connections are open "
+        "(`/health` still answers on 8 reserved ones)",
     ),
     ErrorCode(
         503,
         "storage_unavailable",
-        "an enrolment, deletion or gallery listing cannot reach the gallery database "
-        "(nothing was changed; retry)",
+        "an enrolment, deletion or gallery listing cannot reach the gallery database, or it "
+        "did not answer within `FACEID_DB_CONNECT_TIMEOUT_S` / `FACEID_DB_STATEMENT_TIMEOUT_S` "
+        "/ `FACEID_DB_LOCK_TIMEOUT_S` (nothing was changed; retry)",
     ),
 )
 
@@ -109,6 +122,7 @@ _BY_CODE = {entry.code: entry for entry in ERROR_CODES}
 DEFAULT_CODE_OF_STATUS: dict[int, str] = {
     400: "invalid_multipart",  # only the body (multipart form) parser raises a bare 400
     401: "unauthorized",
+    403: "forbidden",
     404: "not_found",
     405: "method_not_allowed",
     408: "request_timeout",

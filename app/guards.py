@@ -1,7 +1,9 @@
 """ASGI guards that act on a request before the app reads its body.
 
-- ``ApiKeyMiddleware``: the API key is checked from the headers alone, so a client without
-  one is answered 401 before a byte of its body is read (and the connection is closed).
+- ``AccessMiddleware``: the API key is checked from the headers (or, on DeepStack routes,
+  from the form fields that precede the first file part), so a client without one is
+  answered 401 before a byte of its photos is read (and the connection is closed); the key's
+  role and collections are checked against the route's policy.
 - ``BodyGuardMiddleware``: wraps the body stream. It answers 408 when the body stalls
   (``FACEID_BODY_IDLE_TIMEOUT_S`` between two pieces, ``FACEID_BODY_TIMEOUT_S`` in all),
   and, for ``multipart/form-data``, follows the parts as they stream: a part over
@@ -18,15 +20,17 @@ its body parsing, and the app's handlers turn them into the envelope.
 from __future__ import annotations
 
 import asyncio
-import hmac
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Callable
+from urllib.parse import parse_qs
 
-from python_multipart.multipart import MultipartParser, parse_options_header
+from python_multipart.multipart import MultipartParser, MultipartState, parse_options_header
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.errors import ApiError, error_response
+from app.errors import ApiError, dialect_error
+from app.keys import OPEN, KeyRing, Principal
+from app.route_policy import RouteTable
 
 CLOSE = {"Connection": "close"}
 
@@ -36,48 +40,220 @@ def _has_body(headers: Headers) -> bool:
     return "transfer-encoding" in headers or (length is not None and length.strip() != "0")
 
 
-def keys_match(given: str, keys: tuple[str, ...]) -> bool:
-    """Constant-time comparison against every configured key (no early exit)."""
-    given_bytes = given.encode("utf-8")
-    found = False
-    for key in keys:
-        found |= hmac.compare_digest(given_bytes, key.encode("utf-8"))
-    return found
+class AccessMiddleware:
+    """Who is calling, decided from the headers before the body is read: the one place
+    keys are checked.
 
-
-class ApiKeyMiddleware:
-    """401 ``unauthorized`` from the ``Authorization`` header, before the body is read:
-    the one place keys are checked.
-
-    Every request needs a key (when keys are configured) unless ``is_public`` says its
-    route answers without one (``app.route_policy``).
+    The key comes as ``Authorization: Bearer <key>`` or ``x-api-key: <key>`` (CompreFace's
+    header); on DeepStack routes also as the form field ``api_key``, read from the body's
+    text fields *before* its first file part (DeepStack clients send it first), so a photo
+    is never read for a caller without a key. The key is resolved once to a ``Principal``
+    (``app.keys``) and checked against the route's policy (``app.route_policy``): 401
+    without a valid key, 403 for a role that may not call the route, 404 for a collection
+    the key does not open (the same answer as for no such collection). The principal and
+    the request's collection are left in the scope for the routes (``app.api.deps``).
     """
 
     def __init__(
-        self, app: ASGIApp, keys: Collection[str], is_public: Callable[[Scope], bool]
+        self,
+        app: ASGIApp,
+        keyring: Callable[[], KeyRing | None],
+        routes: RouteTable,
+        idle_timeout_s: float = 10.0,
     ) -> None:
         self.app = app
-        self.keys = tuple(keys)
-        self.is_public = is_public
+        self.keyring = keyring
+        self.routes = routes
+        self.idle_timeout_s = idle_timeout_s
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not self.keys or self.is_public(scope):
+        if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        route = self.routes.match(scope)
+        keyring = self.keyring()
         headers = Headers(scope=scope)
-        scheme, _, token = headers.get("authorization", "").partition(" ")
-        if scheme.lower() == "bearer" and token.strip() and keys_match(token.strip(), self.keys):
+        token = _header_key(headers)
+        if keyring is None or not keyring.enabled:
+            principal: Principal | None = OPEN
+        else:
+            principal = keyring.resolve(token) if token else None
+            if (
+                principal is None
+                and not token
+                and route.policy.dialect == "deepstack"
+                and not self.routes.is_public(scope)
+            ):
+                try:
+                    token, receive = await self._form_key(scope, headers, receive)
+                except TimeoutError:
+                    response = dialect_error(
+                        "deepstack",
+                        "request_timeout",
+                        "The form stalled before its api_key field arrived "
+                        f"(limit: {self.idle_timeout_s:g} s).",
+                        CLOSE,
+                    )
+                    await response(scope, receive, send)
+                    return
+                principal = keyring.resolve(token) if token else None
+        scope[PRINCIPAL] = principal
+        if self.routes.is_public(scope):
             await self.app(scope, receive, send)
             return
-        message = (
-            "Invalid API key."
-            if scheme.lower() == "bearer" and token.strip()
-            else "Missing API key: send 'Authorization: Bearer <key>'."
-        )
-        extra = {"WWW-Authenticate": "Bearer"}
+        if principal is None:
+            problem = ("unauthorized", "Invalid API key." if token else _MISSING)
+        elif not principal.allows(route.policy.role):
+            problem = (
+                "forbidden",
+                f"This key's role ({principal.role.name}) may not do this; it needs "
+                f"{route.policy.role.name}.",
+            )
+        else:
+            collection = route.params.get("collection")
+            if collection is not None and not principal.can_use(collection):
+                problem = ("not_found", f"No collection named {collection[:80]!r}.")
+            else:
+                scope[COLLECTION] = collection or (
+                    principal.home_collection if route.policy.dialect != "native" else None
+                )
+                await self.app(scope, receive, send)
+                return
+        extra = {"WWW-Authenticate": "Bearer"} if problem[0] == "unauthorized" else {}
         if _has_body(headers):  # the body is left unread: close rather than drain it
             extra.update(CLOSE)
-        await error_response("unauthorized", message, extra)(scope, receive, send)
+        response = dialect_error(route.policy.dialect, problem[0], problem[1], extra)
+        await response(scope, receive, send)
+
+    async def _form_key(
+        self, scope: Scope, headers: Headers, receive: Receive
+    ) -> tuple[str, Receive]:
+        """The ``api_key`` form field, read from the body up to its first file part, and
+        a ``receive`` that replays what was read. At most 64 KiB of the body is read for
+        it (beyond that: no key), within ``idle_timeout_s`` in all (TimeoutError)."""
+        buffered: list[Message] = []
+        reader = _FormKeyReader(headers)
+        more = _has_body(headers)
+        deadline = time.monotonic() + self.idle_timeout_s
+        read = 0
+        while more and not reader.done:
+            wait = max(deadline - time.monotonic(), 0.0)
+            message = await asyncio.wait_for(receive(), timeout=wait)
+            buffered.append(message)
+            if message["type"] != "http.request":
+                break
+            body = message.get("body", b"")
+            read += len(body)
+            reader.feed(body)
+            more = bool(message.get("more_body", False))
+            if read > _MAX_FORM_BYTES and not reader.done:
+                return "", receive  # no key within the first 64 KiB: refused unread
+        if not more:
+            reader.finish()
+
+        async def replay() -> Message:
+            if buffered:
+                return buffered.pop(0)
+            return await receive()
+
+        return reader.key, replay
+
+
+_MISSING = "Missing API key: send 'Authorization: Bearer <key>' (or 'x-api-key: <key>')."
+#: Scope keys the access guard leaves for the routes.
+PRINCIPAL = "faceid.principal"
+COLLECTION = "faceid.collection"
+_MAX_KEY_BYTES = 1024
+_MAX_FORM_BYTES = 64 * 1024
+
+
+def _header_key(headers: Headers) -> str:
+    scheme, _, token = headers.get("authorization", "").partition(" ")
+    if scheme.lower() == "bearer" and token.strip():
+        return token.strip()
+    return headers.get("x-api-key", "").strip()
+
+
+class _FormKeyReader:
+    """Finds the ``api_key`` field of a form body as it streams: in a multipart body, up
+    to the first file part (whose bytes it never looks at); in a URL-encoded one (small
+    by nature), in the whole body up to 64 KiB."""
+
+    def __init__(self, headers: Headers) -> None:
+        self.key = ""
+        self.done = False
+        self._urlencoded = bytearray()
+        self._parser: MultipartParser | None = None
+        content_type, options = parse_options_header(headers.get("content-type"))
+        self._kind = content_type
+        self._name = b""
+        self._is_file = False
+        self._header = b""
+        self._value = b""
+        self._field = bytearray()
+        if content_type == b"multipart/form-data" and b"boundary" in options:
+            self._parser = MultipartParser(
+                options[b"boundary"],
+                {
+                    "on_part_begin": self._part_begin,
+                    "on_header_field": self._header_field,
+                    "on_header_value": self._header_value,
+                    "on_header_end": self._header_end,
+                    "on_headers_finished": self._headers_finished,
+                    "on_part_data": self._part_data,
+                    "on_part_end": self._part_end,
+                },
+            )
+        elif content_type != b"application/x-www-form-urlencoded":
+            self.done = True
+
+    def feed(self, chunk: bytes) -> None:
+        if self.done:
+            return
+        if self._parser is None:
+            self._urlencoded += chunk
+            if len(self._urlencoded) > _MAX_FORM_BYTES:
+                self.done = True
+            return
+        try:
+            self._parser.write(chunk)
+        except Exception:
+            self.done = True  # malformed: the app's own parser answers it
+
+    def finish(self) -> None:
+        if self._parser is None and not self.done:
+            values = parse_qs(bytes(self._urlencoded).decode("latin-1"), keep_blank_values=True)
+            self.key = values.get("api_key", [""])[0][:_MAX_KEY_BYTES]
+        self.done = True
+
+    def _part_begin(self) -> None:
+        self._name, self._is_file, self._field = b"", False, bytearray()
+
+    def _header_field(self, data: bytes, start: int, end: int) -> None:
+        self._header += data[start:end]
+
+    def _header_value(self, data: bytes, start: int, end: int) -> None:
+        self._value += data[start:end]
+
+    def _header_end(self) -> None:
+        if self._header.lower() == b"content-disposition":
+            _, options = parse_options_header(self._value)
+            self._name = options.get(b"name", b"")
+            self._is_file = b"filename" in options
+        self._header, self._value = b"", b""
+
+    def _headers_finished(self) -> None:
+        if self._is_file:  # a file part before any api_key: no key in this body
+            self.done = True
+
+    def _part_data(self, data: bytes, start: int, end: int) -> None:
+        if self._name == b"api_key" and len(self._field) <= _MAX_KEY_BYTES:
+            self._field += data[start:end]
+
+    def _part_end(self) -> None:
+        if self._name == b"api_key" and not self.done:
+            self.key = bytes(self._field[:_MAX_KEY_BYTES]).decode("utf-8", "replace").strip()
+            self.done = True
 
 
 class _PartWatcher:
@@ -161,6 +337,17 @@ class _PartWatcher:
         if self.problem is not None:
             raise self.problem
 
+    def finish(self) -> None:
+        """The body is complete: a multipart body must have ended with its closing
+        boundary. Starlette's parser accepts a truncated body and hands the route whatever
+        parts it finished, so a cut-off upload would read as a missing field (422)."""
+        if self.parser is not None and self.parser.state != MultipartState.END:
+            raise ApiError(
+                "invalid_multipart",
+                "The multipart form could not be parsed: the body ended before its closing "
+                "boundary.",
+            )
+
 
 class BodyGuardMiddleware:
     """Body timeouts (408) and, for multipart bodies, per-part caps and one file per field."""
@@ -215,9 +402,11 @@ class BodyGuardMiddleware:
                     CLOSE,
                 ) from None
             if message["type"] == "http.request":
+                done = not message.get("more_body", False)
                 if watcher is not None:
                     watcher.feed(message.get("body", b""))
-                done = not message.get("more_body", False)
+                    if done:
+                        watcher.finish()
             return message
 
         await self.app(scope, guarded_receive, send)

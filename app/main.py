@@ -19,19 +19,30 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from starlette.formparsers import MultiPartParser
 
-from app.api import embed, health, identify, identities, metrics, verify
+from app.api import (
+    collections,
+    compreface,
+    deepstack,
+    embed,
+    health,
+    identify,
+    identities,
+    metrics,
+    verify,
+)
+from app.api.deps import collection_path
 from app.api.docs import install_docs
 from app.api.web import install_web
-from app.domain_errors import StartupError
+from app.domain_errors import StartupError, StorageUnavailable
 from app.errors import install_error_handlers
-from app.guards import ApiKeyMiddleware, BodyGuardMiddleware
+from app.guards import AccessMiddleware, BodyGuardMiddleware
 from app.metrics import Metrics
 from app.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
 from app.openapi import install_openapi, operation_id
-from app.route_policy import MULTIPART_SLACK, RouteTable
+from app.route_policy import COLLECTION_PREFIX, MULTIPART_SLACK, RouteTable
 from app.server import stop_after_startup_failure
 from app.settings import Settings
 from app.state import Preflight, ServiceState, build, preflight
@@ -65,7 +76,9 @@ class _Startup:
 async def _load(state: ServiceState, checked: Preflight, pipeline: FacePipeline | None) -> None:
     """Build the components in the background and swap them in; record a failure."""
     try:
-        state.set_ready(await build(state.settings, state.metrics, checked, pipeline))
+        state.set_ready(
+            await build(state.settings, state.metrics, checked, pipeline, state.keyring)
+        )
     except Exception as exc:
         state.failed = str(exc) if isinstance(exc, StartupError) else repr(exc)
         log.critical("startup failed: %s", state.failed, exc_info=exc)
@@ -113,6 +126,11 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         log.critical("refusing to start: %s", exc)
         raise
     startup.checked = None  # a later lifespan of this app (tests restart it) checks afresh
+    try:
+        state.keyring.load(checked.store.api_keys())  # keys hold before the first request
+    except StorageUnavailable as exc:
+        checked.store.close()
+        raise StartupError(f"Cannot read the API keys from the gallery database: {exc}") from exc
     loader = _start_loading(state, checked, startup)
     try:
         yield
@@ -131,10 +149,12 @@ def keep_uploads_in_memory(settings: Settings) -> None:
 
 
 def add_guards(app: FastAPI, settings: Settings, metrics_: Metrics) -> None:
-    """The middleware stack, outermost last: request context, API key (from the headers,
-    before the body), body stream guard (per-part caps, stalls), body size cap. Public
-    routes and body limits come from ``app.route_policy.ROUTES``."""
+    """The middleware stack, outermost last: request context, access (the key, its role
+    and collections, from the headers before the body), body stream guard (per-part caps,
+    stalls), body size cap. Public routes, roles and body limits come from
+    ``app.route_policy.ROUTES``."""
     routes = RouteTable(app, settings)
+    state: ServiceState = app.state.faceid
     app.add_middleware(BodySizeLimitMiddleware, limit_for=routes.body_limit)
     app.add_middleware(
         BodyGuardMiddleware,
@@ -143,14 +163,30 @@ def add_guards(app: FastAPI, settings: Settings, metrics_: Metrics) -> None:
         idle_timeout_s=settings.body_idle_timeout_s,
         total_timeout_s=settings.body_timeout_s,
     )
-    app.add_middleware(ApiKeyMiddleware, keys=settings.api_keys, is_public=routes.is_public)
+    app.add_middleware(
+        AccessMiddleware,
+        keyring=lambda: state.keyring,
+        routes=routes,
+        idle_timeout_s=settings.body_idle_timeout_s,
+    )
     app.add_middleware(RequestContextMiddleware, metrics=metrics_)
 
 
 def add_routes(app: FastAPI) -> None:
-    """The API's resources (the key guard protects all but the public ones)."""
-    for module in (health, metrics, identify, verify, embed, identities):
+    """The API's resources (the access guard protects all but the public ones). The
+    gallery routes also exist under ``/collections/{collection}``."""
+    for module in (health, metrics, identify, verify, embed, identities, collections):
         app.include_router(module.router)
+    for module in (identify, identities):
+        app.include_router(
+            module.router,
+            prefix=COLLECTION_PREFIX,
+            dependencies=[Depends(collection_path)],
+            tags=["collections"],
+        )
+    # The dialects (README: Use it from Double Take, Home Assistant or a CompreFace SDK)
+    app.include_router(compreface.router)
+    app.include_router(deepstack.router)
 
 
 def create_app(
@@ -191,9 +227,11 @@ def __getattr__(name: str) -> Any:
     """``app.main:app`` for ``uvicorn app.main:app``: built from the environment on first use."""
     if name == "app":
         from app.log import configure_logging
+        from app.supervisor import watch_supervisor
 
         settings = Settings()
         configure_logging(settings.log_level)
+        watch_supervisor()  # a FACEID_WORKERS worker ends when its supervisor dies
 
         def stop() -> None:  # the model failed to load: end this process, see the docstring
             stop_after_startup_failure(application.state.faceid.failed or "startup failed")

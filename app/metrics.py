@@ -61,11 +61,16 @@ class Metrics:
             buckets=_LATENCY_BUCKETS,
             registry=r,
         )
+        # Totals over every collection: a label per collection would let clients grow
+        # the metric's cardinality without bound (GET /collections has the sizes).
         self.gallery_faces = Gauge(
-            "faceid_gallery_faces", "Enrolled faces in the gallery.", registry=r
+            "faceid_gallery_faces", "Enrolled faces, in every collection.", registry=r
         )
         self.gallery_identities = Gauge(
-            "faceid_gallery_identities", "Enrolled identities in the gallery.", registry=r
+            "faceid_gallery_identities", "Enrolled identities, in every collection.", registry=r
+        )
+        self.gallery_collections = Gauge(
+            "faceid_gallery_collections", "Collections that hold a face.", registry=r
         )
         self.ready = Gauge("faceid_ready", "1 once the model is loaded and warm.", registry=r)
 
@@ -78,6 +83,12 @@ class Metrics:
         self.batch_requests.observe(requests)
         self.inference_seconds.observe(seconds)
 
-    def track_gallery(self, faces: Callable[[], float], identities: Callable[[], float]) -> None:
+    def track_gallery(
+        self,
+        faces: Callable[[], float],
+        identities: Callable[[], float],
+        collections: Callable[[], float] = lambda: 0.0,
+    ) -> None:
         self.gallery_faces.set_function(faces)
         self.gallery_identities.set_function(identities)
+        self.gallery_collections.set_function(collections)

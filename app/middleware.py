@@ -11,7 +11,7 @@ from collections.abc import Callable
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.errors import ApiError, error_response
+from app.errors import ApiError, dialect_error, scope_dialect
 from app.log import request_id_var
 from app.metrics import Metrics
 
@@ -19,6 +19,7 @@ access_log = logging.getLogger("faceid.access")
 error_log = logging.getLogger("faceid.error")
 
 REQUEST_ID_HEADER = "X-Request-ID"
+CLOSE = {"Connection": "close"}
 _VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:/+=-]{1,128}$")
 
 
@@ -63,7 +64,8 @@ class RequestContextMiddleware:
             error_log.exception("unhandled error in %s %s", scope.get("method"), scope["path"])
             status = 500
             if not started:
-                response = error_response(
+                response = dialect_error(
+                    scope_dialect(scope),
                     "internal_error",
                     f"Internal server error; quote request id {request_id} when reporting it.",
                     {REQUEST_ID_HEADER: request_id},
@@ -109,7 +111,7 @@ class BodySizeLimitMiddleware:
         message = f"The request body is over the {limit}-byte limit."
         length = Headers(scope=scope).get("content-length")
         if length is not None and length.isdigit() and int(length) > limit:
-            await error_response("too_large", message, {"Connection": "close"})(
+            await dialect_error(scope_dialect(scope), "too_large", message, CLOSE)(
                 scope, receive, send
             )
             return

@@ -27,17 +27,30 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.routing import APIRoute
 
 from app.error_codes import describe
-from app.gallery.names import IDENTITY_PATTERN, MAX_IDENTITY_LENGTH
-from app.route_policy import is_public_template
+from app.gallery.names import (
+    COLLECTION_PATTERN,
+    IDENTITY_PATTERN,
+    MAX_COLLECTION_LENGTH,
+    MAX_IDENTITY_LENGTH,
+)
+from app.route_policy import COLLECTION_PREFIX, PROTECTED, ROUTES, is_public_template
 from app.settings import Settings
 
 _UPLOAD_STATUSES = (400, 408, 413, 415, 422)
-_ALWAYS = (401, 500, 503)
+#: The error body of a dialect's routes (``app.errors.dialect_error``), when not ours.
+DIALECT_ERROR_REFS = {
+    "deepstack": "#/components/schemas/DeepStackError",
+    "compreface": "#/components/schemas/CompreFaceError",
+}
+_ALWAYS = (401, 403, 500, 503)
 
 
 def operation_id(route: APIRoute) -> str:
     """The route's function name (``identify``, ``enroll``, ...) as its operationId, so that
-    generated clients get short, stable method names."""
+    generated clients get short, stable method names (``…_in_collection`` for the same
+    route under ``/collections/{collection}``)."""
+    if route.path_format.startswith(COLLECTION_PREFIX + "/"):
+        return f"{route.name}_in_collection"
     return route.name
 
 
@@ -77,6 +90,20 @@ def _error_response(status: int, ref: str) -> dict[str, Any]:
     }
 
 
+#: Dialect routes answer errors in their own shape (``app.errors``).
+COMPREFACE_ERROR = "CompreFaceError"
+_COMPREFACE_ERROR_SCHEMA = {
+    "title": COMPREFACE_ERROR,
+    "type": "object",
+    "description": "CompreFace's error body. `code`: 28 no face, 20 missing key, 10 unknown "
+    "key (or a role that may not call the route), 42 unknown subject, 44 unknown image, 43 "
+    "subject exists, 31 more than one face, 21 unsupported image or not base64, 5 empty "
+    "field, 26 or 36 invalid parameter or name, 33/34 missing parameter or part, 0 other.",
+    "required": ["message", "code"],
+    "properties": {"message": {"type": "string"}, "code": {"type": "integer"}},
+}
+
+
 SECURITY_SCHEME = "HTTPBearer"
 _BEARER = {
     "type": "http",
@@ -93,10 +120,15 @@ def postprocess(spec: dict[str, Any], settings: Settings) -> dict[str, Any]:
         settings.max_upload_bytes,
         settings.enroll_max_images,
     )
-    ref = "#/components/schemas/ErrorResponse"
+    native_ref = "#/components/schemas/ErrorResponse"
     spec.setdefault("components", {}).setdefault("securitySchemes", {})[SECURITY_SCHEME] = _BEARER
     for path, item in spec.get("paths", {}).items():
         public = is_public_template(path, settings)
+        dialect = ROUTES.get(path, PROTECTED).dialect
+        ref = DIALECT_ERROR_REFS.get(dialect, native_ref)
+        if dialect == "compreface":
+            schemas = spec["components"].setdefault("schemas", {})
+            schemas[COMPREFACE_ERROR] = copy.deepcopy(_COMPREFACE_ERROR_SCHEMA)
         for method, operation in item.items():
             if method not in {"get", "post", "put", "patch", "delete"}:
                 continue
@@ -106,6 +138,10 @@ def postprocess(spec: dict[str, Any], settings: Settings) -> dict[str, Any]:
                 if parameter.get("name") == "identity" and parameter.get("in") == "path":
                     parameter["schema"].update(
                         minLength=1, maxLength=MAX_IDENTITY_LENGTH, pattern=IDENTITY_PATTERN
+                    )
+                if parameter.get("name") == "collection" and parameter.get("in") == "path":
+                    parameter["schema"].update(
+                        minLength=1, maxLength=MAX_COLLECTION_LENGTH, pattern=COLLECTION_PATTERN
                     )
             responses = operation.setdefault("responses", {})
             statuses: set[int] = {500}

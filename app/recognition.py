@@ -9,18 +9,21 @@ to these calls and the results to response schemas.
 from __future__ import annotations
 
 import asyncio
+import functools
 import math
 import time
+from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import ParamSpec, TypeVar
 
 import numpy as np
 
-from app.domain_errors import DomainError, LowQuality, NoFace
+from app.domain_errors import DomainError, LowQuality, NoFace, StorageUnavailable
 from app.gallery.search.index import GalleryIndex
 from app.gallery.service import Enrollment, GalleryService, NewFace
-from app.gallery.storage import content_hash
+from app.gallery.storage import DEFAULT_COLLECTION, content_hash
 from app.inference.batcher import MicroBatcher
 from app.metrics import Metrics
 from app.settings import Settings
@@ -29,6 +32,12 @@ from faces.model_contract import ModelCard
 from faces.open_set import threshold_for_fpir
 
 Candidates = list[tuple[str, float]]
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+#: The similarity (``MatchPolicy.similarity``) that the threshold in force maps to.
+SIMILARITY_AT_THRESHOLD = 0.6
 
 
 @dataclass(frozen=True)
@@ -114,6 +123,23 @@ class MatchPolicy:
             )
         return face
 
+    @staticmethod
+    def similarity(score: float, threshold: float) -> float:
+        """A cosine ``score`` as a similarity in [0, 1] for tools that threshold a
+        percentage (the CompreFace and DeepStack dialects): monotone in the cosine, and
+        anchored so that the threshold in force maps to ``SIMILARITY_AT_THRESHOLD`` (0.6,
+        Double Take's default match bar). Linear from -1 → 0 up to the threshold, and from
+        the threshold to 1 → 1. A score under the threshold always maps under the anchor
+        (even after rounding to 5 decimals), so a tool set at 60 % names exactly whom the
+        service names."""
+        anchor = SIMILARITY_AT_THRESHOLD
+        t = min(max(threshold, -0.999999), 0.999999)
+        if score >= t:
+            value = anchor + (1.0 - anchor) * (min(score, 1.0) - t) / (1.0 - t)
+            return round(min(value, 1.0), 5)
+        value = anchor * (max(score, -1.0) + 1.0) / (t + 1.0)
+        return min(round(value, 5), anchor - 1e-5)
+
     def decide(self, face: AlignedFace, candidates: Candidates, threshold: float) -> Decision:
         """Named, unknown or refused for low quality: never a guess under the floor."""
         best = candidates[0] if candidates else None
@@ -187,6 +213,10 @@ class Recognizer:
         gallery: GalleryService,
         policy: MatchPolicy,
         detect_pool: Executor,
+        db_pool: Executor | None = None,
+        search_pool: Executor | None = None,
+        db_wait_s: float | None = None,
+        db_call_s: float = 0.0,
     ) -> None:
         self.settings = settings
         self.metrics = metrics
@@ -195,6 +225,10 @@ class Recognizer:
         self.gallery = gallery
         self.policy = policy
         self._detect_pool = detect_pool
+        self._db_pool = db_pool
+        self._search_pool = search_pool
+        self._db_wait_s = db_wait_s
+        self._db_call_s = db_call_s
         self._dim = policy.card.embedding_dim
         self.detecting = 0  # uploads in decode/detect/align now (the batcher asks)
 
@@ -203,6 +237,34 @@ class Recognizer:
         return self.policy.card.version
 
     # ------------------------------------------------------------------ parts
+    async def run_db(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """``fn(*args, **kwargs)`` — a gallery call that may reach the database — in the
+        database threads (``FACEID_DB_WORKERS``, never those identification searches in),
+        answered within ``db_wait_s`` (queueing included) or StorageUnavailable (503). The
+        routes call every gallery read and write through this, never ``asyncio.to_thread``.
+
+        A call that once started may take up to ``db_call_s`` (its own bounds) does not start
+        when less than that is left of ``db_wait_s`` (it queued too long): a call the caller
+        gave up on before it started never runs later behind its back."""
+        loop = asyncio.get_running_loop()
+        call = functools.partial(fn, *args, **kwargs)
+        if self._db_wait_s is None:
+            return await loop.run_in_executor(self._db_pool, call)
+        latest_start = time.monotonic() + self._db_wait_s - self._db_call_s
+
+        def job() -> T:
+            if time.monotonic() > latest_start:
+                raise StorageUnavailable("The gallery database calls queued for too long.")
+            return call()
+
+        try:
+            return await asyncio.wait_for(loop.run_in_executor(self._db_pool, job), self._db_wait_s)
+        except TimeoutError:
+            self.gallery.storage_failed()
+            raise StorageUnavailable(
+                f"The gallery database did not answer within {self._db_wait_s:g} s."
+            ) from None
+
     def _faces_blocking(self, data: bytes, max_faces: int | None) -> list[AlignedFace]:
         t0 = time.perf_counter()
         faces = self.pipeline.faces_in_bytes(data, max_faces=max_faces)
@@ -235,20 +297,43 @@ class Recognizer:
         embeddings = await self.embed(faces)
         return [EmbeddedFace(f, e) for f, e in zip(faces, embeddings, strict=True)]
 
-    def threshold(self, override: float | None = None) -> ThresholdInForce:
-        """The identification threshold in force for the gallery as it is now."""
-        return self.policy.threshold(self.gallery.identities, self.gallery.faces, override)
+    def threshold(
+        self, override: float | None = None, collection: str = DEFAULT_COLLECTION
+    ) -> ThresholdInForce:
+        """The identification threshold in force for a collection as it is now (each
+        collection's is calibrated for its own size)."""
+        identities, faces = self.gallery.size(collection)
+        return self.policy.threshold(identities, faces, override)
 
     async def identify(
-        self, data: bytes, top_k: int, threshold: float | None, max_faces: int | None
+        self,
+        data: bytes,
+        top_k: int,
+        threshold: float | None,
+        max_faces: int | None,
+        collection: str = DEFAULT_COLLECTION,
     ) -> Identification:
-        """Who is each face of the photo: named, unknown, or refused for low quality."""
+        """Who is each face of the photo, in ``collection``: named, unknown, or refused
+        for low quality."""
         faces = await self.find_faces(data, "/identify", max_faces or self.settings.max_faces)
+        return await self.identify_faces(faces, top_k, threshold, collection)
+
+    async def identify_faces(
+        self,
+        faces: list[AlignedFace],
+        top_k: int,
+        threshold: float | None,
+        collection: str = DEFAULT_COLLECTION,
+    ) -> Identification:
+        """``identify`` for faces already found (the dialects filter them first)."""
         if not faces:
-            return Identification([], self.threshold(threshold))
+            return Identification([], self.threshold(threshold, collection))
         embeddings = await self.embed(faces)
-        matches = await asyncio.to_thread(self.policy.search, self.gallery.index, embeddings, top_k)
-        in_force = self.threshold(threshold)
+        index = self.gallery.index_of(collection)
+        matches = await asyncio.get_running_loop().run_in_executor(
+            self._search_pool, self.policy.search, index, embeddings, top_k
+        )
+        in_force = self.threshold(threshold, collection)
         return Identification(
             [
                 IdentifiedFace(
@@ -278,11 +363,13 @@ class Recognizer:
         faces = await self.find_faces(data, "/identities/{identity}/faces", None)
         return self.policy.enrollable(faces), len(faces)
 
-    async def enroll_photos(self, identity: str, photos: list[bytes]) -> list[PhotoOutcome]:
-        """Enrol the largest face of each photo under ``identity``: one outcome per photo,
-        in order. The faces that pass are stored in one transaction (StorageUnavailable:
-        none was stored); each keeps its photo's content hash and, with a crop vault, its
-        sealed aligned crop."""
+    async def enroll_photos(
+        self, identity: str, photos: list[bytes], collection: str = DEFAULT_COLLECTION
+    ) -> list[PhotoOutcome]:
+        """Enrol the largest face of each photo under ``identity`` in ``collection``: one
+        outcome per photo, in order. The faces that pass are stored in one transaction
+        (StorageUnavailable: none was stored); each keeps its photo's content hash and,
+        with a crop vault, its sealed aligned crop."""
         found = await asyncio.gather(
             *(self._enrollable_in(data) for data in photos), return_exceptions=True
         )
@@ -299,10 +386,10 @@ class Recognizer:
         if accepted:
             embeddings = await self.embed([face for _, face, _ in accepted])
             new_faces = [
-                NewFace(identity, embedding, content_hash(photos[i]), face.crop)
+                NewFace(identity, embedding, content_hash(photos[i]), face.crop, collection)
                 for (i, face, _), embedding in zip(accepted, embeddings, strict=True)
             ]
-            enrolled = await asyncio.to_thread(self.gallery.enroll_many, new_faces)
+            enrolled = await self.run_db(self.gallery.enroll_many, new_faces)
             for (i, face, detected), enrollment in zip(accepted, enrolled, strict=True):
                 outcomes[i] = PhotoOutcome(EnrolledFace(enrollment, face, detected), None)
         return [o for o in outcomes if o is not None]

@@ -78,6 +78,26 @@ class QualityFloors(BaseModel):
     enroll: float = Field(examples=[0.5], description="Enrolment refuses lower quality.")
 
 
+class CollectionInfo(BaseModel):
+    """One collection: a gallery of its own, with its own calibrated threshold."""
+
+    name: str = Field(examples=["front-door"])
+    identities: int = Field(examples=[2])
+    faces: int = Field(examples=[5])
+    identification: ThresholdInfo
+
+
+class CollectionList(BaseModel):
+    collections: list[CollectionInfo]
+    total: int = Field(examples=[1], description="Collections this key opens.")
+
+
+class CollectionSummary(BaseModel):
+    name: str = Field(examples=["default"])
+    identities: int = Field(examples=[2])
+    faces: int = Field(examples=[5])
+
+
 class HealthResponse(BaseModel):
     status: Literal["ok", "degraded"] = Field(
         default="ok",
@@ -88,6 +108,14 @@ class HealthResponse(BaseModel):
     gallery: GalleryInfo
     identification: ThresholdInfo
     quality_floors: QualityFloors
+    collections: list[CollectionSummary] = Field(
+        default_factory=list,
+        description="Per-collection sizes (at most 100), only those the request's key opens "
+        "(every one when keys are off or for an admin key; none without a key).",
+    )
+    collections_total: int = Field(
+        default=1, description="How many collections hold a face (and `default`)."
+    )
 
 
 class StartingResponse(BaseModel):

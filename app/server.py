@@ -6,8 +6,10 @@ httptools protocol, subclassed) adds:
 
 - a deadline for the request line and headers (``FACEID_HEADER_TIMEOUT_S``): a client that
   opens a connection and sends nothing, or dribbles its headers, gets 408 and is closed;
-- a cap on open connections (``FACEID_MAX_CONNECTIONS``): one over it gets 503 at once and
-  is closed, before anything is read;
+- a cap on open connections (``FACEID_MAX_CONNECTIONS``): past it, ``HEALTH_RESERVE`` more
+  connections are accepted for ``/health`` only (any other request on them gets 503 and is
+  closed), so a client holding every slot cannot make the service look dead to its probes;
+  one past those gets 503 at once and is closed, before anything is read;
 - the error envelope ``{"error": {"code", "message"}}`` on the 400 for a request the HTTP
   parser rejects (malformed Content-Length, bad request line, ...).
 
@@ -28,6 +30,7 @@ import os
 from pathlib import Path
 from typing import Any, NoReturn
 
+import httptools
 import uvicorn
 from uvicorn.config import STARTUP_FAILURE
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
@@ -37,6 +40,9 @@ from app.errors import error_body
 from app.settings import Settings
 
 _REASONS = {400: b"Bad Request", 408: b"Request Timeout", 503: b"Service Unavailable"}
+
+#: Connections accepted past FACEID_MAX_CONNECTIONS for GET /health only.
+HEALTH_RESERVE = 8
 
 
 def raw_error_response(code: str, message: str) -> bytes:
@@ -65,17 +71,44 @@ class FaceidHttpProtocol(HttpToolsProtocol):
         limits: Limits = getattr(config, "faceid_limits", None) or _limits_from_environment()
         self.header_timeout_s, self.max_connections = limits
         self._header_timer: asyncio.TimerHandle | None = None
+        self._health_only = False  # a connection in the /health reserve
+        self._refused = False
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
-        if len(self.connections) > self.max_connections:
-            self.logger.warning("refusing a connection: %d open", len(self.connections))
+        open_now = len(self.connections)
+        if open_now > self.max_connections + HEALTH_RESERVE:
+            self.logger.warning("refusing a connection: %d open", open_now)
             transport.write(
                 raw_error_response("unavailable", "Too many open connections; retry shortly.")
             )
             transport.close()
             return
+        self._health_only = open_now > self.max_connections
         self._arm_header_timer()
+
+    def on_headers_complete(self) -> None:
+        self._cancel_header_timer()
+        if self._health_only and httptools.parse_url(self.url).path != b"/health":
+            self._refused = True
+            self.logger.warning("refusing a request: %d connections open", len(self.connections))
+            self.transport.write(
+                raw_error_response(
+                    "unavailable",
+                    "Too many open connections (only /health answers now); retry shortly.",
+                )
+            )
+            self.transport.close()
+            return
+        super().on_headers_complete()
+
+    def on_body(self, body: bytes) -> None:
+        if not self._refused:
+            super().on_body(body)
+
+    def on_message_complete(self) -> None:
+        if not self._refused:
+            super().on_message_complete()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_header_timer()
@@ -84,10 +117,6 @@ class FaceidHttpProtocol(HttpToolsProtocol):
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self._arm_header_timer()
-
-    def on_headers_complete(self) -> None:
-        self._cancel_header_timer()
-        super().on_headers_complete()
 
     def on_response_complete(self) -> None:
         super().on_response_complete()

@@ -7,10 +7,13 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+if TYPE_CHECKING:
+    from app.gallery.storage.postgres import DbTimeouts
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -175,6 +178,37 @@ class Settings(BaseSettings):
         "the SQLite file <data_dir>/gallery.sqlite3.",
         repr=False,
     )
+    db_connect_timeout_s: float = Field(
+        default=5.0,
+        ge=1.0,
+        le=600.0,
+        description="Seconds a connection to the PostgreSQL gallery may take to open; "
+        "then the request is answered 503 storage_unavailable.",
+    )
+    db_statement_timeout_s: float = Field(
+        default=10.0,
+        gt=0.0,
+        le=3600.0,
+        description="Seconds one PostgreSQL gallery call (enrolment, listing, erasure, the "
+        "follower's poll) may take: the server's statement_timeout, and a client-side "
+        "deadline one second later that also holds when the server stops answering (a "
+        "frozen host): then 503 storage_unavailable and /health says degraded.",
+    )
+    db_lock_timeout_s: float = Field(
+        default=5.0,
+        gt=0.0,
+        le=3600.0,
+        description="Seconds a PostgreSQL gallery write may wait for a lock (another "
+        "process's write in progress): the server's lock_timeout; then 503.",
+    )
+    db_workers: int = Field(
+        default=4,
+        ge=1,
+        le=64,
+        description="Threads per process that run gallery database calls (their own pool: "
+        "identification never waits behind the database). Calls past them queue, within "
+        "the same deadline.",
+    )
     workers: int = Field(
         default=1,
         ge=1,
@@ -251,6 +285,17 @@ class Settings(BaseSettings):
     @property
     def gallery_path(self) -> Path:
         return self.data_dir / "gallery.sqlite3"
+
+    @property
+    def db_timeouts(self) -> DbTimeouts:
+        """The PostgreSQL gallery's timeouts (``FACEID_DB_*``)."""
+        from app.gallery.storage.postgres import DbTimeouts
+
+        return DbTimeouts(
+            connect=self.db_connect_timeout_s,
+            statement=self.db_statement_timeout_s,
+            lock=self.db_lock_timeout_s,
+        )
 
     @property
     def auth_enabled(self) -> bool:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -25,6 +26,7 @@ from app.gallery.service import GalleryService
 from app.gallery.storage import GalleryStorage, open_storage
 from app.inference.batcher import MicroBatcher
 from app.inference.model import EmbeddingModel, load_card
+from app.keys import KeyRing
 from app.metrics import Metrics
 from app.recognition import MatchPolicy, Recognizer
 from app.settings import Settings
@@ -65,7 +67,11 @@ def preflight(settings: Settings) -> Preflight:
     card = load_card(settings.model_dir)
     vault = crop_vault(settings, required=True) if settings.keep_aligned_crops else None
     store = open_storage(
-        settings.database_url, settings.gallery_path, card.model_id, card.embedding_dim
+        settings.database_url,
+        settings.gallery_path,
+        card.model_id,
+        card.embedding_dim,
+        settings.db_timeouts,
     )
     log.info(
         "model card and gallery checked",
@@ -88,10 +94,14 @@ class Components:
     batcher: MicroBatcher
     recognizer: Recognizer
     detect_pool: ThreadPoolExecutor
+    db_pool: ThreadPoolExecutor | None = None
+    search_pool: ThreadPoolExecutor | None = None
 
     async def close(self) -> None:
         await self.batcher.stop()
-        self.detect_pool.shutdown(wait=False, cancel_futures=True)
+        for pool in (self.detect_pool, self.search_pool, self.db_pool):
+            if pool is not None:
+                pool.shutdown(wait=False, cancel_futures=True)
         self.gallery.close()
 
 
@@ -136,10 +146,17 @@ def _load(
 
 
 async def build(
-    settings: Settings, metrics: Metrics, checked: Preflight, pipeline: FacePipeline | None
+    settings: Settings,
+    metrics: Metrics,
+    checked: Preflight,
+    pipeline: FacePipeline | None,
+    keyring: KeyRing | None = None,
 ) -> Components:
-    """Load, warm up and wire every component (model loading runs in a worker thread)."""
+    """Load, warm up and wire every component (model loading runs in a worker thread);
+    the gallery follower keeps ``keyring`` in step with the database's keys."""
     model, ready_pipeline, gallery = await asyncio.to_thread(_load, settings, checked, pipeline)
+    if keyring is not None:
+        await asyncio.to_thread(gallery.follow_keys, keyring)
     detect_pool = ThreadPoolExecutor(
         max_workers=settings.detect_workers, thread_name_prefix="faceid-detect"
     )
@@ -152,6 +169,16 @@ async def build(
         more_coming=lambda: recognizer.detecting > 0,
     )
     batcher.start()
+    # Gallery database calls and identification searches each have their own threads: a
+    # database that stops answering holds at most FACEID_DB_WORKERS threads (each released
+    # by its deadline) and never delays a search.
+    db_pool = ThreadPoolExecutor(max_workers=settings.db_workers, thread_name_prefix="faceid-db")
+    search_pool = ThreadPoolExecutor(
+        max_workers=max(2, min(8, os.cpu_count() or 1)), thread_name_prefix="faceid-search"
+    )
+    timeouts = settings.db_timeouts
+    gallery.write_wait_s = timeouts.call
+    db_call_s = 3 * timeouts.call + timeouts.connect + 1.0
     recognizer = Recognizer(
         settings=settings,
         metrics=metrics,
@@ -160,8 +187,17 @@ async def build(
         gallery=gallery,
         policy=MatchPolicy(checked.card, settings),
         detect_pool=detect_pool,
+        db_pool=db_pool,
+        search_pool=search_pool,
+        # once started, a call waits for this process's other writes, then for the
+        # connection, connects and runs its statement, each bounded; it may queue for one
+        # more deadline behind other calls before it starts, or not start at all
+        db_call_s=db_call_s,
+        db_wait_s=db_call_s + timeouts.call,
     )
-    return Components(checked.card, model, gallery, batcher, recognizer, detect_pool)
+    return Components(
+        checked.card, model, gallery, batcher, recognizer, detect_pool, db_pool, search_pool
+    )
 
 
 class ServiceState:
@@ -170,11 +206,17 @@ class ServiceState:
     def __init__(self, settings: Settings, metrics: Metrics) -> None:
         self.settings = settings
         self.metrics = metrics
+        self.keyring = KeyRing(settings.api_keys)
         self.components: Components | None = None
         self.failed: str | None = None
         metrics.track_gallery(
             lambda: float(self.components.gallery.faces if self.components else 0),
             lambda: float(self.components.gallery.identities if self.components else 0),
+            lambda: float(
+                sum(1 for s in self.components.gallery.collection_sizes() if s.faces)
+                if self.components
+                else 0
+            ),
         )
 
     @property

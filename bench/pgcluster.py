@@ -109,6 +109,29 @@ class PostgresCluster:
                 self._run("pg_ctl", "-D", str(self.data), "-m", "immediate", "stop")
         shutil.rmtree(self.root, ignore_errors=True)
 
+    def _processes(self) -> list[int]:
+        """The postmaster and every process it started (backends, checkpointer, ...)."""
+        import psutil
+
+        pid = int((self.data / "postmaster.pid").read_text().split()[0])
+        postmaster = psutil.Process(pid)
+        return [postmaster.pid, *(p.pid for p in postmaster.children(recursive=True))]
+
+    def freeze(self) -> None:
+        """SIGSTOP the whole server, as a hung host would be: the kernel still accepts and
+        ACKs TCP, but nothing answers (no error, no reset) until ``thaw``."""
+        import signal
+
+        for pid in self._processes():
+            os.kill(pid, signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        """SIGCONT every process ``freeze`` stopped."""
+        import signal
+
+        for pid in self._processes():
+            os.kill(pid, signal.SIGCONT)
+
     def reset(self) -> None:
         """An empty ``faceid`` database again (drops every table)."""
         import psycopg

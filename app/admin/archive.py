@@ -8,7 +8,8 @@ valid ``.npz``). Format ``faceid-gallery``, version 1:
   ``exported_at``, ``source`` (where it was exported from, without a password),
   ``crops`` (whether sealed crops are included), and the SHA-256 of the two files below.
 - ``faces.jsonl``: one JSON object per face, in embedding-row order: ``face_id``,
-  ``identity``, ``created_at`` (enrolment time, ISO 8601 UTC), ``content_hash`` (SHA-256
+  ``identity``, ``collection`` (absent in files from before collections: ``default``),
+  ``created_at`` (enrolment time, ISO 8601 UTC), ``content_hash`` (SHA-256
   of the photo's bytes, or null for faces enrolled before hashes were kept).
 - ``embeddings.npy``: float32 [faces, embedding_dim], L2-normalised.
 - ``crops/<face_id>`` (only with ``export --with-crops``): each kept crop exactly as the
@@ -22,6 +23,7 @@ enrolment times; faces whose id is already in the gallery are left as they are.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 import json
@@ -34,10 +36,10 @@ from typing import Any
 
 import numpy as np
 
-from app.domain_errors import InvalidIdentity
-from app.gallery.names import validate_identity
+from app.domain_errors import InvalidCollection, InvalidIdentity
+from app.gallery.names import validate_collection, validate_identity
 from app.gallery.records import utc_now
-from app.gallery.storage import GalleryStorage, StoredFace
+from app.gallery.storage import DEFAULT_COLLECTION, GalleryStorage, StoredFace
 
 FORMAT = "faceid-gallery"
 FORMAT_VERSION = 1
@@ -73,29 +75,37 @@ def _sha256(data: bytes) -> str:
 
 
 def export_gallery(
-    store: GalleryStorage, model_id: str, path: Path, with_crops: bool = False
+    store: GalleryStorage,
+    model_id: str,
+    path: Path,
+    with_crops: bool = False,
+    collection: str | None = None,
 ) -> ExportSummary:
-    """Write every face of ``store`` to ``path`` (atomically: a partial file is never left
-    under that name). Reads one consistent snapshot; the service may keep serving."""
+    """Write every face of ``store`` (of one ``collection``, or of all) to ``path``
+    (atomically: a partial file is never left under that name). Reads one consistent
+    snapshot; the service may keep serving."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(path.name + ".partial")
-    identities: set[str] = set()
+    identities: set[tuple[str, str]] = set()
+    collections: set[str] = set()
     count = crops = 0
     with tempfile.TemporaryDirectory(prefix="faceid-export-") as tmp:
         rows_file = Path(tmp) / "embeddings.raw"
         meta = io.BytesIO()
         with zipfile.ZipFile(partial, "w", zipfile.ZIP_DEFLATED) as zf, rows_file.open("wb") as raw:
-            for face in store.iter_faces(with_crops=with_crops):
+            for face in store.iter_faces(with_crops=with_crops, collection=collection):
                 raw.write(np.asarray(face.embedding, dtype="<f4").tobytes())
                 record = {
                     "face_id": face.face_id,
                     "identity": face.identity,
                     "created_at": face.created_at,
                     "content_hash": face.content_hash,
+                    "collection": face.collection,
                 }
                 meta.write(json.dumps(record, ensure_ascii=False).encode() + b"\n")
-                identities.add(face.identity)
+                identities.add((face.collection, face.identity))
+                collections.add(face.collection)
                 count += 1
                 if with_crops and face.crop is not None:
                     zf.writestr(CROPS + face.face_id, face.crop, zipfile.ZIP_STORED)
@@ -122,6 +132,7 @@ def export_gallery(
                 "embedding_dim": dim,
                 "faces": count,
                 "identities": len(identities),
+                "collections": sorted(collections),
                 "exported_at": utc_now(),
                 "source": store.location,
                 "crops": with_crops,
@@ -182,6 +193,7 @@ def read_archive(
                     record["content_hash"],
                     crop,
                     model_id,
+                    record["collection"],
                 )
             )
     if len(faces) != manifest.get("faces"):
@@ -224,6 +236,7 @@ def _records(path: Path, data: bytes) -> list[dict[str, Any]]:
             identity = record["identity"]
             created_at = record["created_at"]
             content_hash = record.get("content_hash")
+            collection = record.get("collection", DEFAULT_COLLECTION)
         except (ValueError, KeyError, TypeError) as exc:
             raise ArchiveError(
                 f"{path}: {FACES} line {number} is not a face record: {exc}"
@@ -243,7 +256,11 @@ def _records(path: Path, data: bytes) -> list[dict[str, Any]]:
             try:
                 if not isinstance(identity, str) or validate_identity(identity) != identity:
                     problem = "identity is not a valid, normalised identity name"
-            except InvalidIdentity as exc:
+                elif (
+                    not isinstance(collection, str) or validate_collection(collection) != collection
+                ):
+                    problem = "collection is not a valid collection name"
+            except (InvalidIdentity, InvalidCollection) as exc:
                 problem = exc.message
         if problem:
             raise ArchiveError(f"{path}: {FACES} line {number}: {problem}. Nothing was written.")
@@ -254,6 +271,7 @@ def _records(path: Path, data: bytes) -> list[dict[str, Any]]:
                 "identity": identity,
                 "created_at": created_at,
                 "content_hash": content_hash,
+                "collection": collection,
             }
         )
     return records
@@ -274,8 +292,14 @@ def _embeddings(path: Path, data: bytes, rows: int, dim: int) -> np.ndarray:
     return array
 
 
-def import_gallery(store: GalleryStorage, path: Path) -> ImportSummary:
-    """Check ``path`` (``read_archive``), then store its faces in one transaction."""
+def import_gallery(
+    store: GalleryStorage, path: Path, collection: str | None = None
+) -> ImportSummary:
+    """Check ``path`` (``read_archive``), then store its faces in one transaction, each
+    in the collection the file names (files from before collections: ``default``), or all
+    in ``collection``."""
     _, faces = read_archive(path, store.model_version, store.embedding_dim)
+    if collection is not None:
+        faces = [dataclasses.replace(face, collection=collection) for face in faces]
     added = store.add_faces(faces, skip_existing=True)
     return ImportSummary(len(faces), len(added), len(faces) - len(added))

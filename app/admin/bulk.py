@@ -24,7 +24,7 @@ from app.domain_errors import DomainError
 from app.gallery.crops import CropVault
 from app.gallery.names import validate_identity
 from app.gallery.records import new_face, utc_now
-from app.gallery.storage import GalleryStorage, content_hash
+from app.gallery.storage import DEFAULT_COLLECTION, GalleryStorage, content_hash
 from faces import AlignedFace, ImageError
 from faces.folders import list_identities, photos_in
 
@@ -111,8 +111,10 @@ def enroll_folder(
     chunk: int = 64,
     progress: bool = True,
     report: BulkReport | None = None,
+    collection: str = DEFAULT_COLLECTION,
 ) -> BulkReport:
-    """Enrol every photo of ``root/<identity>/`` (see the module docstring) and return the
+    """Enrol every photo of ``root/<identity>/`` into ``collection`` (see the module
+    docstring) and return the
     report (``report``, if given, is filled in as the run goes, so that a caller can write
     it even when the run stops part-way: an exception is re-raised with the report marked
     ``interrupted``)."""
@@ -124,7 +126,7 @@ def enroll_folder(
         with tqdm(total=len(jobs), unit="photo", disable=not progress, desc="enrol") as bar:
             for start in range(0, len(jobs), chunk):
                 part = jobs[start : start + chunk]
-                _enroll_chunk(part, store, embedder, vault, report, seen)
+                _enroll_chunk(part, store, embedder, vault, report, seen, collection)
                 bar.update(len(part))
     except BaseException:
         report.interrupted = True
@@ -141,6 +143,7 @@ def _enroll_chunk(
     vault: CropVault | None,
     report: BulkReport,
     seen: dict[tuple[str, str], Path],
+    collection: str = DEFAULT_COLLECTION,
 ) -> None:
     photos: list[_Photo] = []
     for folder, identity, path in part:
@@ -156,7 +159,8 @@ def _enroll_chunk(
             continue
         photos.append(_Photo(identity, path, data, content_hash(data)))
     stored = {
-        (f.identity, f.content_hash) for f in store.faces_with_hashes([p.digest for p in photos])
+        (f.identity, f.content_hash)
+        for f in store.faces_with_hashes([p.digest for p in photos], collection)
     }
     todo = []
     for photo in photos:
@@ -191,6 +195,7 @@ def _enroll_chunk(
             content_hash=photo.digest,
             crop=face.crop,
             vault=vault,
+            collection=collection,
         )
         for (photo, face), embedding in zip(accepted, embeddings, strict=True)
     ]

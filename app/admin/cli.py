@@ -24,6 +24,16 @@ from typing import Any
 from pydantic import ValidationError
 
 
+def _collection(text: str) -> str:
+    from app.domain_errors import InvalidCollection
+    from app.gallery.names import validate_collection
+
+    try:
+        return validate_collection(text)
+    except InvalidCollection as exc:
+        raise argparse.ArgumentTypeError(exc.message) from exc
+
+
 def _positive(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -52,6 +62,9 @@ def _parser() -> argparse.ArgumentParser:
     enroll.add_argument(
         "--chunk", type=_positive, default=64, help="photos per stored batch (default: 64)"
     )
+    enroll.add_argument(
+        "--collection", type=_collection, default=None, help="the collection (default: default)"
+    )
 
     export = commands.add_parser("export", help="write the gallery to FILE")
     export.add_argument("file", type=Path, metavar="FILE")
@@ -60,9 +73,19 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="include kept crops, still sealed with FACEID_CROP_KEY",
     )
+    export.add_argument(
+        "--collection", type=_collection, default=None, help="only this collection (default: all)"
+    )
 
     imp = commands.add_parser("import", help="load a gallery file into the gallery")
     imp.add_argument("file", type=Path, metavar="FILE")
+    imp.add_argument(
+        "--collection",
+        type=_collection,
+        default=None,
+        help="put every face into this collection (default: the collection each face has "
+        "in the file; files from before collections: default)",
+    )
 
     re = commands.add_parser(
         "reembed", help="re-embed this gallery's faces into a gallery for another model"
@@ -76,6 +99,12 @@ def _parser() -> argparse.ArgumentParser:
         "--from-crops",
         action="store_true",
         help="use kept crops (FACEID_KEEP_ALIGNED_CROPS) for faces without a photo",
+    )
+    re.add_argument(
+        "--collection",
+        type=_collection,
+        default=None,
+        help="only this collection (default: all; each face keeps its collection)",
     )
     re.add_argument(
         "--report",
@@ -131,7 +160,9 @@ def _run(args: argparse.Namespace, settings: Any) -> int:
         if args.command == "export":
             from app.admin.archive import export_gallery
 
-            summary = export_gallery(store, checked.card.model_id, args.file, args.with_crops)
+            summary = export_gallery(
+                store, checked.card.model_id, args.file, args.with_crops, args.collection
+            )
             print(
                 f"exported {summary.faces} faces of {summary.identities} identities "
                 f"({summary.crops} sealed crops) to {summary.path}"
@@ -140,7 +171,7 @@ def _run(args: argparse.Namespace, settings: Any) -> int:
         if args.command == "import":
             from app.admin.archive import import_gallery
 
-            result = import_gallery(store, args.file)
+            result = import_gallery(store, args.file, args.collection)
             print(
                 f"imported {result.imported} of {result.faces_in_file} faces into "
                 f"{store.location} ({result.already_present} were already there)"
@@ -148,6 +179,7 @@ def _run(args: argparse.Namespace, settings: Any) -> int:
             return 0
         from app.admin.bulk import BulkReport, enroll_folder
         from app.admin.offline import OfflineEmbedder
+        from app.gallery.storage import DEFAULT_COLLECTION
 
         if not args.root.is_dir():
             raise StartupError(f"{args.root} is not a directory")
@@ -155,7 +187,16 @@ def _run(args: argparse.Namespace, settings: Any) -> int:
         embedder = OfflineEmbedder(settings)
         report = BulkReport(str(args.root), checked.card.model_id, store.location)
         try:
-            enroll_folder(args.root, store, embedder, vault, args.chunk, progress, report)
+            enroll_folder(
+                args.root,
+                store,
+                embedder,
+                vault,
+                args.chunk,
+                progress,
+                report,
+                args.collection or DEFAULT_COLLECTION,
+            )
         finally:
             embedder.close()
             _write_report(args.report, report.to_json())  # also when stopped part-way
@@ -208,6 +249,7 @@ def _reembed(args: argparse.Namespace, settings: Any, progress: bool) -> int:
                 use_crops=args.from_crops,
                 keep_crops=settings.keep_aligned_crops,
                 progress=progress,
+                collection=args.collection,
             )
         finally:
             embedder.close()

@@ -93,9 +93,11 @@ def reembed(
     use_crops: bool = False,
     keep_crops: bool = False,
     progress: bool = True,
+    collection: str | None = None,
 ) -> ReembedReport:
-    """Re-embed every face of ``source`` into ``target`` with ``embedder``'s model (see the
-    module docstring). ``use_crops``: faces without a photo are re-embedded from their kept
+    """Re-embed every face of ``source`` (of one ``collection``, or all; each keeps its
+    collection) into ``target`` with ``embedder``'s model (see the module docstring).
+    ``use_crops``: faces without a photo are re-embedded from their kept
     crops, opened with ``crop_vault``; ``keep_crops``: the new gallery keeps crops too,
     sealed with ``crop_vault``."""
     if (use_crops or keep_crops) and crop_vault is None:
@@ -104,8 +106,15 @@ def reembed(
         source.location, target.location, source.model_version, target.model_version
     )
     records = [
-        FaceRecord(f.face_id, f.identity, str(f.model_version), f.created_at, f.content_hash)
-        for f in source.iter_faces()
+        FaceRecord(
+            f.face_id,
+            f.identity,
+            str(f.model_version),
+            f.created_at,
+            f.content_hash,
+            f.collection,
+        )
+        for f in source.iter_faces(collection=collection)
     ]
     report.faces = len(records)
     done = target.existing_face_ids([r.face_id for r in records])

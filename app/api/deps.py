@@ -3,12 +3,17 @@ checked once, before them, by ``app.guards.ApiKeyMiddleware``)."""
 
 from __future__ import annotations
 
+import re
 from typing import Annotated
 
 from fastapi import Depends, Path, Request, UploadFile
+from pydantic import BeforeValidator
 
 from app.errors import ApiError
-from app.gallery.names import IDENTITY_RULE, validate_identity
+from app.gallery.names import IDENTITY_RULE, validate_collection, validate_identity
+from app.gallery.storage import DEFAULT_COLLECTION
+from app.guards import COLLECTION, PRINCIPAL
+from app.keys import Principal
 from app.recognition import Recognizer, ThresholdInForce
 from app.schemas import ThresholdInfo
 from app.state import ServiceState
@@ -34,6 +39,23 @@ def require_ready(request: Request) -> Recognizer:
 
 
 Ready = Annotated[Recognizer, Depends(require_ready)]
+
+_DIGITS = re.compile(r"[0-9]{1,20}")
+
+
+def _plain_integer(value: object) -> object:
+    """A query string's integer as the OpenAPI document states it: digits only (pydantic
+    alone would also take ``1_000``, ``1.0``, `` 7``, ``+7`` and thousands of leading
+    zeros)."""
+    if isinstance(value, str) and not _DIGITS.fullmatch(value):
+        raise ValueError("must be an integer written with the digits 0-9 only (at most 20)")
+    return value
+
+
+#: The last metadata of an integer query parameter, after its ``Query(ge=…, le=…)`` (so
+#: that the range stays ``minimum``/``maximum`` in the OpenAPI document):
+#: ``Annotated[int, Query(ge=1, le=100), DigitsOnly]``.
+DigitsOnly = BeforeValidator(_plain_integer)
 
 
 async def read_upload(upload: UploadFile, recognizer: Recognizer, field: str = "image") -> bytes:
@@ -87,3 +109,38 @@ def threshold_info(in_force: ThresholdInForce) -> ThresholdInfo:
         identities=in_force.identities,
         faces=in_force.faces,
     )
+
+
+def current_principal(request: Request) -> Principal:
+    """Who is calling, as the access guard resolved it (``app.guards``)."""
+    principal = request.scope.get(PRINCIPAL)
+    assert isinstance(principal, Principal), "the access guard runs before every route"
+    return principal
+
+
+Caller = Annotated[Principal, Depends(current_principal)]
+
+
+def current_collection(request: Request) -> str:
+    """The collection a request works on: the path's ``{collection}`` (checked against the
+    key by the access guard), the key's own for the dialects, else ``default``."""
+    name = request.scope.get(COLLECTION)
+    return DEFAULT_COLLECTION if name is None else validate_collection(str(name))
+
+
+CollectionName = Annotated[str, Depends(current_collection)]
+
+
+def collection_path(
+    collection: Annotated[
+        str,
+        Path(
+            description="A collection (a gallery of its own): 1–64 ASCII letters, digits, "
+            "_ - ., starting with a letter or digit. Today's routes without it work on "
+            "`default`.",
+            examples=["front-door"],
+        ),
+    ],
+) -> str:
+    """Declares ``{collection}`` for the OpenAPI document of the collection routes."""
+    return validate_collection(collection)

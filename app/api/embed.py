@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, File, Query, UploadFile
 
-from app.api.deps import Ready, face_fields, read_upload
+from app.api.deps import DigitsOnly, Ready, face_fields, read_upload
 from app.schemas import EmbeddedFace, EmbedResponse, error_responses
 
 router = APIRouter(tags=["recognition"])
@@ -24,6 +24,7 @@ async def embed(
     max_faces: Annotated[
         int | None,
         Query(ge=1, le=100, description="Largest faces to embed; default: FACEID_MAX_FACES."),
+        DigitsOnly,
     ] = None,
 ) -> EmbedResponse:
     """Every face, largest first, with its L2-normalised embedding (cosine = dot product)."""

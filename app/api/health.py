@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 
 from app.api.deps import get_state, threshold_info
+from app.guards import PRINCIPAL
 from app.schemas import (
+    CollectionSummary,
     GalleryInfo,
     HealthResponse,
     ModelInfo,
@@ -19,6 +21,8 @@ from app.state import ServiceState
 
 router = APIRouter(tags=["health"])
 
+MAX_HEALTH_COLLECTIONS = 100
+
 
 @router.get(
     "/health",
@@ -28,10 +32,13 @@ router = APIRouter(tags=["health"])
 )
 async def health(
     state: Annotated[ServiceState, Depends(get_state)],
+    request: Request,
 ) -> HealthResponse | JSONResponse:
     """200 once the model is loaded and warmed up; 503 `{"status": "starting"}` before.
-    Reports the /identify threshold in force and the gallery size it was computed for;
-    `status` is `degraded` while the gallery database is unreachable."""
+    Reports the /identify threshold in force (of the `default` collection) and the gallery
+    size it was computed for; `status` is `degraded` while the gallery database is
+    unreachable. `gallery` counts every collection; `collections` lists those the key
+    opens (none without a key when keys are configured)."""
     components = state.components
     if components is None:
         status = "failed" if state.failed else "starting"
@@ -39,6 +46,8 @@ async def health(
     card, recognizer = components.card, components.recognizer
     in_force = recognizer.threshold()
     gallery = components.gallery
+    sizes = gallery.collection_sizes()
+    principal = request.scope.get(PRINCIPAL)
     return HealthResponse(
         status="ok" if gallery.storage_ok else "degraded",
         model=ModelInfo(
@@ -49,8 +58,8 @@ async def health(
             engine=components.model.engine,
         ),
         gallery=GalleryInfo(
-            identities=in_force.identities,
-            faces=in_force.faces,
+            identities=gallery.identities,
+            faces=gallery.faces,
             storage="postgresql" if gallery.store.engine == "postgresql" else "sqlite",
             change_seq=gallery.change_seq,
         ),
@@ -59,4 +68,10 @@ async def health(
             probe=recognizer.policy.probe_quality_floor,
             enroll=recognizer.policy.enroll_quality_floor,
         ),
+        collections=[
+            CollectionSummary(name=s.name, identities=s.identities, faces=s.faces)
+            for s in sizes
+            if principal is not None and principal.can_use(s.name)
+        ][:MAX_HEALTH_COLLECTIONS],
+        collections_total=len(sizes),
     )

@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, File, Query, UploadFile
 
-from app.api.deps import Ready, face_fields, read_upload, threshold_info
+from app.api.deps import CollectionName, DigitsOnly, Ready, face_fields, read_upload, threshold_info
 from app.schemas import Candidate, IdentifiedFace, IdentifyResponse, error_responses
 
 router = APIRouter(tags=["recognition"])
@@ -20,8 +20,11 @@ router = APIRouter(tags=["recognition"])
 )
 async def identify(
     recognizer: Ready,
+    collection: CollectionName,
     image: Annotated[UploadFile, File(description="JPEG, PNG, WebP, BMP or PGM/PPM photo.")],
-    top_k: Annotated[int, Query(ge=1, le=100, description="Candidates per face, best first.")] = 1,
+    top_k: Annotated[
+        int, Query(ge=1, le=100, description="Candidates per face, best first."), DigitsOnly
+    ] = 1,
     threshold: Annotated[
         float | None,
         Query(
@@ -34,6 +37,7 @@ async def identify(
     max_faces: Annotated[
         int | None,
         Query(ge=1, le=100, description="Largest faces to consider; default: FACEID_MAX_FACES."),
+        DigitsOnly,
     ] = None,
 ) -> IdentifyResponse:
     """Detects every face (largest first), embeds them and matches each against the gallery.
@@ -43,7 +47,7 @@ async def identify(
     `reason` says why. A photo without a face gives `"faces": []`.
     """
     data = await read_upload(image, recognizer)
-    result = await recognizer.identify(data, top_k, threshold, max_faces)
+    result = await recognizer.identify(data, top_k, threshold, max_faces, collection)
     in_force = result.threshold
     return IdentifyResponse(
         faces=[

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Annotated
 from urllib.parse import quote
 
 from fastapi import APIRouter, File, Path, Query, Response, UploadFile
 
-from app.api.deps import Identity, Ready, read_upload
+from app.api.deps import CollectionName, DigitsOnly, Identity, Ready, read_upload
 from app.errors import ApiError
+from app.gallery.storage import DEFAULT_COLLECTION
 from app.recognition import PhotoOutcome
 from app.schemas import (
     EnrolledFace,
@@ -41,6 +41,7 @@ def _unknown(identity: str) -> ApiError:
 async def enroll(
     recognizer: Ready,
     identity: Identity,
+    collection: CollectionName,
     image: Annotated[
         list[UploadFile],
         File(
@@ -59,7 +60,7 @@ async def enroll(
     (the others say why not), 422 `no_photo_enrolled` when none was. The enrolled faces are
     stored together: on 503 none is."""
     uploads = [await read_upload(part, recognizer) for part in image]
-    outcomes = await recognizer.enroll_photos(identity, uploads)
+    outcomes = await recognizer.enroll_photos(identity, uploads, collection)
     if len(outcomes) == 1 and outcomes[0].error is not None:
         raise outcomes[0].error
     photos = [
@@ -76,7 +77,8 @@ async def enroll(
             "no_photo_enrolled", f"None of the {len(photos)} photos was enrolled: {reasons}."
         )
     first = enrolled[0]
-    response.headers["Location"] = f"/identities/{quote(identity, safe='')}"
+    prefix = "" if collection == DEFAULT_COLLECTION else f"/collections/{collection}"
+    response.headers["Location"] = f"{prefix}/identities/{quote(identity, safe='')}"
     return EnrollResponse(
         identity=first.enrollment.identity,
         face_id=first.enrollment.face_id,
@@ -111,11 +113,16 @@ def _photo(index: int, filename: str | None, outcome: PhotoOutcome) -> EnrollPho
 )
 async def list_identities(
     recognizer: Ready,
-    limit: Annotated[int, Query(ge=1, le=1000, description="Page size.")] = 100,
-    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET, description="Identities to skip.")] = 0,
+    collection: CollectionName,
+    limit: Annotated[int, Query(ge=1, le=1000, description="Page size."), DigitsOnly] = 100,
+    offset: Annotated[
+        int, Query(ge=0, le=MAX_OFFSET, description="Identities to skip."), DigitsOnly
+    ] = 0,
 ) -> IdentityList:
     """Identities in name order with their number of faces, and the total count."""
-    page, total = await asyncio.to_thread(recognizer.gallery.list_identities, limit, offset)
+    page, total = await recognizer.run_db(
+        recognizer.gallery.list_identities, limit, offset, collection
+    )
     return IdentityList(
         identities=[IdentitySummary(identity=i, faces=n) for i, n in page], total=total
     )
@@ -127,9 +134,11 @@ async def list_identities(
     summary="Faces enrolled under an identity",
     responses=error_responses(401, 404, 422, 503),
 )
-async def get_identity(recognizer: Ready, identity: Identity) -> IdentityDetail:
+async def get_identity(
+    recognizer: Ready, identity: Identity, collection: CollectionName
+) -> IdentityDetail:
     """Face ids with their enrollment times and the model that made them."""
-    faces = await asyncio.to_thread(recognizer.gallery.faces_of, identity)
+    faces = await recognizer.run_db(recognizer.gallery.faces_of, identity, collection)
     if not faces:
         raise _unknown(identity)
     return IdentityDetail(
@@ -148,9 +157,11 @@ async def get_identity(recognizer: Ready, identity: Identity) -> IdentityDetail:
     summary="Erase an identity",
     responses=error_responses(401, 404, 422, 503),
 )
-async def delete_identity(recognizer: Ready, identity: Identity) -> Response:
+async def delete_identity(
+    recognizer: Ready, identity: Identity, collection: CollectionName
+) -> Response:
     """Erases every stored embedding of this person (right to erasure)."""
-    deleted = await asyncio.to_thread(recognizer.gallery.delete_identity, identity)
+    deleted = await recognizer.run_db(recognizer.gallery.delete_identity, identity, collection)
     if not deleted:
         raise _unknown(identity)
     return Response(status_code=204)
@@ -166,10 +177,11 @@ async def delete_identity(recognizer: Ready, identity: Identity) -> Response:
 async def delete_face(
     recognizer: Ready,
     identity: Identity,
+    collection: CollectionName,
     face_id: Annotated[str, Path(min_length=1, max_length=64, description="A face id.")],
 ) -> Response:
     """Erases one face of the identity; 404 when the identity has no such face."""
-    deleted = await asyncio.to_thread(recognizer.gallery.delete_face, identity, face_id)
+    deleted = await recognizer.run_db(recognizer.gallery.delete_face, identity, face_id, collection)
     if not deleted:
         raise ApiError("not_found", f"Identity {identity!r} has no face with id {face_id!r}.")
     return Response(status_code=204)

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import re
 import unicodedata
 
-from app.domain_errors import InvalidIdentity
+from app.domain_errors import InvalidCollection, InvalidIdentity
 
 MAX_IDENTITY_LENGTH = 128
 #: The same rule as a regular expression (``\p`` classes), for the OpenAPI document.
@@ -44,4 +45,21 @@ def validate_identity(name: str) -> str:
             problem = "must contain a letter or a digit"
     if problem is not None:
         raise InvalidIdentity(f"Invalid identity name: it {problem}.")
+    return name
+
+
+MAX_COLLECTION_LENGTH = 64
+#: A collection name: ASCII letters, digits, ``_ - .``, starting with a letter or digit.
+COLLECTION_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+_COLLECTION = re.compile(COLLECTION_PATTERN)
+
+
+def validate_collection(name: str) -> str:
+    """A collection name, or ``InvalidCollection``: 1–64 ASCII letters, digits and
+    ``_ - .``, starting with a letter or a digit (it appears in URLs and key scopes)."""
+    if not _COLLECTION.match(name):
+        raise InvalidCollection(
+            f"Invalid collection name {name[:80]!r}: use 1 to {MAX_COLLECTION_LENGTH} ASCII "
+            "letters, digits, '_', '-' or '.', starting with a letter or a digit."
+        )
     return name

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 import numpy as np
 
 from app.gallery.crops import CropVault
-from app.gallery.storage.base import FaceRecord, StoredFace
+from app.gallery.storage.base import DEFAULT_COLLECTION, FaceRecord, StoredFace
 
 
 def utc_now() -> str:
@@ -30,12 +30,15 @@ def new_face(
     content_hash: str | None,
     crop: np.ndarray | None = None,
     vault: CropVault | None = None,
+    collection: str = DEFAULT_COLLECTION,
 ) -> StoredFace:
     """A newly enrolled face's row: a fresh random id; its aligned ``crop`` is kept,
     sealed, only when there is a ``vault``."""
     face_id = str(uuid.uuid4())
     sealed = vault.seal(face_id, crop) if vault is not None and crop is not None else None
-    return StoredFace(face_id, identity, embedding, created_at, content_hash, sealed)
+    return StoredFace(
+        face_id, identity, embedding, created_at, content_hash, sealed, collection=collection
+    )
 
 
 def moved_face(record: FaceRecord, embedding: np.ndarray, sealed_crop: bytes | None) -> StoredFace:

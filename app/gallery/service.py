@@ -13,6 +13,12 @@ loses nothing. Changes name faces by id and are idempotent (an ``add`` of a face
 in the index, or erased since, and a ``remove`` of a face not in it, do nothing), so a
 process's own writes, applied at once, and the same changes read back from the log agree.
 
+Collections: every collection (a named gallery with its own identities) has its own
+in-memory index, created when its first face arrives; a face id belongs to one collection.
+With a key ring, the follower also reloads the API keys whenever they change in the
+database, so a key created or revoked on one process takes effect on every process within
+the same bound as a face.
+
 All methods block; the API calls them in a worker thread.
 """
 
@@ -20,7 +26,10 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 
@@ -28,7 +37,14 @@ from app.domain_errors import StorageUnavailable
 from app.gallery.crops import CropVault
 from app.gallery.records import new_face, utc_now
 from app.gallery.search.index import GalleryIndex
-from app.gallery.storage import FaceRecord, GalleryStorage
+from app.gallery.storage import (
+    DEFAULT_COLLECTION,
+    CollectionSize,
+    FaceRecord,
+    GalleryStorage,
+    KeyRecord,
+    StoredFace,
+)
 
 log = logging.getLogger("faceid.gallery")
 
@@ -51,26 +67,49 @@ class NewFace:
     embedding: np.ndarray
     content_hash: str | None = None
     crop: np.ndarray | None = None
+    collection: str = DEFAULT_COLLECTION
+
+
+class KeyListener(Protocol):
+    """Who is told the API keys whenever they change in the database (``app.keys``)."""
+
+    def load(self, records: list[KeyRecord]) -> None:
+        """Replace the known keys with ``records``."""
 
 
 class GalleryService:
-    """The gallery as the API sees it: enroll, erase, list, match, follow other processes."""
+    """The gallery as the API sees it: enroll, erase, list, match, follow other processes,
+    in any collection."""
 
     def __init__(
         self,
         store: GalleryStorage,
-        index: GalleryIndex,
+        index: GalleryIndex | dict[str, GalleryIndex],
         change_seq: int = 0,
         vault: CropVault | None = None,
+        ann_min_faces: int = 0,
+        search_threads: int = 0,
     ) -> None:
         self.store = store
-        self.index = index
         self.vault = vault
+        self._ann_min_faces = ann_min_faces
+        self._search_threads = search_threads
+        indexes = index if isinstance(index, dict) else {DEFAULT_COLLECTION: index}
+        self._indexes: dict[str, GalleryIndex] = dict(indexes)
+        self._collection_of: dict[str, str] = {
+            face_id: name for name, idx in self._indexes.items() for face_id in idx.face_ids()
+        }
+        self._empty = self._new_index()
         self._write_lock = threading.Lock()
+        #: How long a write waits for another write (or a catch-up) of this process to
+        #: finish before it gives up with StorageUnavailable (None: for as long as it takes).
+        self.write_wait_s: float | None = None
         self._change_seq = change_seq
         self._storage_ok = True
         self._stop = threading.Event()
         self._syncer: threading.Thread | None = None
+        self._keys: KeyListener | None = None
+        self._keys_version = -1
 
     @classmethod
     def open(
@@ -80,25 +119,80 @@ class GalleryService:
         search_threads: int = 0,
         vault: CropVault | None = None,
     ) -> GalleryService:
-        """Load every stored face into a fresh index; from ``ann_min_faces`` faces on
-        (0: never), it builds an approximate index in the background; ``search_threads``
-        (0: every core) split one exact scan of a large gallery. With a ``vault``, enrolled
-        faces keep their aligned crops, sealed."""
+        """Load every stored face into fresh indexes (one per collection); from
+        ``ann_min_faces`` faces on (0: never), an index builds an approximate graph in the
+        background; ``search_threads`` (0: every core) split one exact scan of a large
+        gallery. With a ``vault``, enrolled faces keep their aligned crops, sealed."""
         rows, seq = store.snapshot()
-        index = GalleryIndex(
-            store.embedding_dim, ann_min_faces=ann_min_faces, search_threads=search_threads
+        collections = rows.collections or [DEFAULT_COLLECTION] * len(rows.face_ids)
+        by_collection: dict[str, list[int]] = {}
+        for i, name in enumerate(collections):
+            by_collection.setdefault(name, []).append(i)
+        indexes = {}
+        for name, positions in by_collection.items():
+            index = GalleryIndex(
+                store.embedding_dim, ann_min_faces=ann_min_faces, search_threads=search_threads
+            )
+            index.add_many(
+                [rows.face_ids[i] for i in positions],
+                [rows.identities[i] for i in positions],
+                rows.embeddings[positions],
+            )
+            indexes[name] = index
+        if DEFAULT_COLLECTION not in indexes:
+            indexes[DEFAULT_COLLECTION] = GalleryIndex(
+                store.embedding_dim, ann_min_faces=ann_min_faces, search_threads=search_threads
+            )
+        return cls(store, indexes, seq, vault, ann_min_faces, search_threads)
+
+    def _new_index(self) -> GalleryIndex:
+        return GalleryIndex(
+            self.store.embedding_dim,
+            ann_min_faces=self._ann_min_faces,
+            search_threads=self._search_threads,
         )
-        index.add_many(rows.face_ids, rows.identities, rows.embeddings)
-        return cls(store, index, seq, vault)
+
+    def _index_for_write(self, collection: str) -> GalleryIndex:
+        index = self._indexes.get(collection)
+        if index is None:
+            index = self._indexes[collection] = self._new_index()
+        return index
 
     # ---------------------------------------------------------------- counts
+    def index_of(self, collection: str = DEFAULT_COLLECTION) -> GalleryIndex:
+        """The in-memory index of a collection (an empty one for a collection with no
+        faces; nothing is created by asking)."""
+        return self._indexes.get(collection, self._empty)
+
+    @property
+    def index(self) -> GalleryIndex:
+        """The default collection's index."""
+        return self.index_of(DEFAULT_COLLECTION)
+
     @property
     def faces(self) -> int:
-        return len(self.index)
+        """Faces in every collection."""
+        return sum(len(index) for index in list(self._indexes.values()))
 
     @property
     def identities(self) -> int:
-        return self.index.identities
+        """Identities in every collection (a name in two collections counts twice)."""
+        return sum(index.identities for index in list(self._indexes.values()))
+
+    def size(self, collection: str = DEFAULT_COLLECTION) -> tuple[int, int]:
+        """(identities, faces) of one collection, as this process holds it."""
+        index = self.index_of(collection)
+        return index.identities, len(index)
+
+    def collection_sizes(self) -> list[CollectionSize]:
+        """Every collection that holds a face (and ``default``), by name, as this process
+        holds them."""
+        sizes = [
+            CollectionSize(name, index.identities, len(index))
+            for name, index in list(self._indexes.items())
+            if len(index) or name == DEFAULT_COLLECTION
+        ]
+        return sorted(sizes, key=lambda s: s.name)
 
     @property
     def change_seq(self) -> int:
@@ -111,7 +205,24 @@ class GalleryService:
         """False while the last database access failed."""
         return self._storage_ok
 
+    def storage_failed(self) -> None:
+        """Record that a database call did not answer in time (``/health``: degraded until
+        the next call succeeds)."""
+        self._storage(False)
+
     # ---------------------------------------------------------------- writes
+    @contextmanager
+    def _writing(self) -> Iterator[None]:
+        """The write lock, waited for at most ``write_wait_s``."""
+        wait = -1.0 if self.write_wait_s is None else self.write_wait_s
+        if not self._write_lock.acquire(timeout=wait):
+            self._storage(False)
+            raise StorageUnavailable(f"the gallery stayed busy for {wait:g} s")
+        try:
+            yield
+        finally:
+            self._write_lock.release()
+
     def _storage(self, ok: bool) -> None:
         if ok != self._storage_ok:
             if ok:
@@ -120,16 +231,26 @@ class GalleryService:
                 log.error("gallery database unreachable", extra={"db": self.store.location})
         self._storage_ok = ok
 
+    def _add_to_index(self, face_id: str, identity: str, embedding: np.ndarray, name: str) -> None:
+        self._index_for_write(name).add(face_id, identity, embedding)
+        self._collection_of[face_id] = name
+
+    def _remove_from_index(self, face_id: str) -> None:
+        name = self._collection_of.pop(face_id, None)
+        if name is not None:
+            self._indexes[name].remove_face(face_id)
+
     def enroll(
         self,
         identity: str,
         embedding: np.ndarray,
         content_hash: str | None = None,
         crop: np.ndarray | None = None,
+        collection: str = DEFAULT_COLLECTION,
     ) -> Enrollment:
         """Store one face durably, then make it matchable (StorageUnavailable: nothing
         was stored)."""
-        return self.enroll_many([NewFace(identity, embedding, content_hash, crop)])[0]
+        return self.enroll_many([NewFace(identity, embedding, content_hash, crop, collection)])[0]
 
     def enroll_many(self, faces: list[NewFace]) -> list[Enrollment]:
         """Store several faces in one transaction (all or none), then make them matchable."""
@@ -142,10 +263,11 @@ class GalleryService:
                 content_hash=face.content_hash,
                 crop=face.crop,
                 vault=self.vault,
+                collection=face.collection,
             )
             for face in faces
         ]
-        with self._write_lock:
+        with self._writing():
             try:
                 self.store.add_faces(rows)
             except StorageUnavailable:
@@ -153,38 +275,73 @@ class GalleryService:
                 raise
             self._storage(True)
             for row in rows:
-                self.index.add(row.face_id, row.identity, row.embedding)
+                self._add_to_index(row.face_id, row.identity, row.embedding, row.collection)
         return [Enrollment(r.face_id, r.identity, r.created_at) for r in rows]
 
-    def delete_identity(self, identity: str) -> int:
+    def delete_identity(self, identity: str, collection: str = DEFAULT_COLLECTION) -> int:
         """Erase every face of ``identity``; 0 if it was not enrolled."""
-        with self._write_lock:
+        with self._writing():
             try:
-                face_ids = self.store.delete_identity(identity)
+                face_ids = self.store.delete_identity(identity, collection)
             except StorageUnavailable:
                 self._storage(False)
                 raise
             self._storage(True)
             for face_id in face_ids:
-                self.index.remove_face(face_id)
+                self._remove_from_index(face_id)
         return len(face_ids)
 
-    def delete_face(self, identity: str, face_id: str) -> bool:
+    def delete_face(
+        self, identity: str, face_id: str, collection: str = DEFAULT_COLLECTION
+    ) -> bool:
         """Erase one face of ``identity``; False if there is no such face."""
-        with self._write_lock:
+        with self._writing():
             try:
-                deleted = self.store.delete_face(identity, face_id)
+                deleted = self.store.delete_face(identity, face_id, collection)
             except StorageUnavailable:
                 self._storage(False)
                 raise
             self._storage(True)
             if deleted:
-                self.index.remove_face(face_id)
+                self._remove_from_index(face_id)
         return deleted
+
+    def delete_faces(
+        self, face_ids: list[str] | None, collection: str = DEFAULT_COLLECTION
+    ) -> list[FaceRecord]:
+        """Erase these faces of ``collection`` (None: every face of it) at once; returns
+        those erased (unknown ids and other collections' faces are ignored)."""
+        with self._writing():
+            try:
+                erased = self.store.delete_faces(face_ids, collection)
+            except StorageUnavailable:
+                self._storage(False)
+                raise
+            self._storage(True)
+            for record in erased:
+                self._remove_from_index(record.face_id)
+        return erased
+
+    def rename_identity(
+        self, identity: str, new_identity: str, collection: str = DEFAULT_COLLECTION
+    ) -> int:
+        """Move every face of ``identity`` to ``new_identity`` (merging into it when it
+        exists); returns how many faces moved (0: no such identity)."""
+        with self._writing():
+            try:
+                moved = self.store.rename_identity(identity, new_identity, collection)
+            except StorageUnavailable:
+                self._storage(False)
+                raise
+            self._storage(True)
+            for face in moved:
+                self._remove_from_index(face.face_id)
+                self._add_to_index(face.face_id, new_identity, face.embedding, collection)
+        return len(moved)
 
     # ------------------------------------------------------------------ sync
     def sync(self) -> int:
-        """Apply every change after ``change_seq`` to the index; returns how many
+        """Apply every change after ``change_seq`` to the indexes; returns how many
         (raises StorageUnavailable)."""
         applied = 0
         with self._write_lock:
@@ -197,20 +354,42 @@ class GalleryService:
                 self._storage(True)
                 for change in changes:
                     if change.op == "remove":
-                        self.index.remove_face(change.face_id)
+                        self._remove_from_index(change.face_id)
                     elif (
                         change.identity is not None
                         and change.embedding is not None
-                        and change.face_id not in self.index
+                        and change.face_id not in self._collection_of
                     ):
-                        self.index.add(change.face_id, change.identity, change.embedding)
+                        self._add_to_index(
+                            change.face_id,
+                            change.identity,
+                            change.embedding,
+                            change.collection or DEFAULT_COLLECTION,
+                        )
                     self._change_seq = change.seq
                 applied += len(changes)
                 if len(changes) < _BATCH:
                     return applied
 
+    def follow_keys(self, listener: KeyListener) -> None:
+        """Load the API keys into ``listener`` now, and again whenever they change."""
+        self._keys = listener
+        self.sync_keys()
+
+    def sync_keys(self) -> bool:
+        """Reload the keys if they changed in the database; returns whether they did
+        (raises StorageUnavailable)."""
+        if self._keys is None:
+            return False
+        version = self.store.keys_version()
+        if version == self._keys_version:
+            return False
+        self._keys.load(self.store.api_keys())
+        self._keys_version = version
+        return True
+
     def start_sync(self, poll_s: float = 0.25) -> None:
-        """Follow the change log in a background thread until ``close``."""
+        """Follow the change log (and the keys) in a background thread until ``close``."""
         if self._syncer is not None:
             return
         self._syncer = threading.Thread(
@@ -222,6 +401,7 @@ class GalleryService:
         while not self._stop.is_set():
             try:
                 self.sync()
+                self.sync_keys()
                 self.store.wait_for_changes(poll_s)
                 if self.store.engine == "sqlite":
                     self._stop.wait(poll_s)
@@ -243,25 +423,52 @@ class GalleryService:
         return True
 
     # ----------------------------------------------------------------- reads
-    def list_identities(self, limit: int, offset: int) -> tuple[list[tuple[str, int]], int]:
+    def list_identities(
+        self, limit: int, offset: int, collection: str = DEFAULT_COLLECTION
+    ) -> tuple[list[tuple[str, int]], int]:
         try:
-            return self.store.list_identities(limit, offset)
+            return self.store.list_identities(limit, offset, collection)
         except StorageUnavailable:
             self._storage(False)
             raise
 
-    def faces_of(self, identity: str) -> list[FaceRecord]:
+    def faces_of(self, identity: str, collection: str = DEFAULT_COLLECTION) -> list[FaceRecord]:
         try:
-            return self.store.faces_of(identity)
+            return self.store.faces_of(identity, collection)
+        except StorageUnavailable:
+            self._storage(False)
+            raise
+
+    def find_face(self, face_id: str, collection: str = DEFAULT_COLLECTION) -> StoredFace | None:
+        """One face of ``collection`` by id, with its embedding (None: not there)."""
+        try:
+            return self.store.find_face(face_id, collection)
+        except StorageUnavailable:
+            self._storage(False)
+            raise
+
+    def list_faces(
+        self,
+        limit: int,
+        offset: int,
+        collection: str = DEFAULT_COLLECTION,
+        identity: str | None = None,
+    ) -> tuple[list[FaceRecord], int]:
+        """A page of a collection's faces (of one identity, or all), oldest first, and
+        their total."""
+        try:
+            return self.store.list_faces(limit, offset, collection, identity)
         except StorageUnavailable:
             self._storage(False)
             raise
 
     def close(self) -> None:
-        """Stop following the change log, then release the index and the database."""
+        """Stop following the change log, then release the indexes and the database."""
         self._stop.set()
         if self._syncer is not None:
             self._syncer.join(timeout=10)
             self._syncer = None
-        self.index.close()
+        for index in self._indexes.values():
+            index.close()
+        self._empty.close()
         self.store.close()

@@ -68,9 +68,10 @@ class Server:
         env.update(self.extra_env)
         return env
 
-    def launch(self) -> None:
-        """Start the process (returns at once; ``wait_ready`` waits for /health)."""
-        self.port = free_port()
+    def launch(self, port: int | None = None) -> None:
+        """Start the process (returns at once; ``wait_ready`` waits for /health), on
+        ``port`` (default: a free one)."""
+        self.port = port or free_port()
         self.starts += 1
         log = (self.log_dir / f"{self.name}-{self.starts}.log").open("wb")
         self.proc = subprocess.Popen(

@@ -49,13 +49,22 @@ class LiveService:
         )
 
     def clear_gallery(self) -> None:
+        """Erase everyone, in every collection."""
         with self.client() as c:
-            while True:
-                page = c.get("/identities", params={"limit": 1000}).json()
-                if not page["identities"]:
-                    return
-                for person in page["identities"]:
-                    assert c.delete(f"/identities/{person['identity']}").status_code == 204
+            for collection in c.get("/collections").json()["collections"]:
+                prefix = in_collection(collection["name"])
+                while True:
+                    page = c.get(f"{prefix}/identities", params={"limit": 1000}).json()
+                    if not page["identities"]:
+                        break
+                    for person in page["identities"]:
+                        path = f"{prefix}/identities/{person['identity']}"
+                        assert c.delete(path).status_code == 204
+
+
+def in_collection(collection: str) -> str:
+    """The path prefix of a collection's gallery routes ("" for ``default``)."""
+    return "" if collection == "default" else f"/collections/{collection}"
 
 
 @dataclass

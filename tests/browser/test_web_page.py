@@ -1,6 +1,7 @@
 """The web page at ``/`` (issue 14) in headless Chromium against a live service with an API
 key: enrol, identify, unknown strangers, erasure, errors in words, verify, paging, EXIF
-rotation, the future per-face fields, and phone width. Each state is screenshotted."""
+rotation, the future per-face fields, phone width, and the collection picker (issue 23).
+Each state is screenshotted."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from typing import Any
 
 import httpx
 import pytest
-from browserkit import CHROMIUM, CHROMIUM_ARGS, OUTPUT, LiveService, Session
+from browserkit import CHROMIUM, CHROMIUM_ARGS, OUTPUT, LiveService, Session, in_collection
 from faceid_testkit import DATA, blank_png, lfw
 from PIL import Image, ImageOps
 
@@ -369,12 +370,175 @@ def test_phone_width_and_many_faces(session: Session, live_service: LiveService)
     )
     assert canvas_right <= 390
     session.shot("phone", full_page=True)
+    field = page.locator("#collection").bounding_box()  # the collection picker fits too
+    assert field and field["x"] >= 0 and field["x"] + field["width"] <= 390, field
     for view in ("enrol", "gallery", "verify"):
         page.goto(f"{session.base}/#{view}")
         page.wait_for_selector(f"#view-{view}:not([hidden])")
         overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
         assert overflow <= 0, (view, overflow)
         session.shot(f"phone-{view}", full_page=True)
+
+
+FAMILY = "family"
+
+
+def choose_collection(page: Any, name: str) -> None:
+    """Type ``name`` into the Collection field and press Enter."""
+    page.fill("#collection", name)
+    page.press("#collection", "Enter")
+
+
+def status_shows(page: Any, text: str) -> None:
+    page.wait_for_function(
+        "t => document.getElementById('status-text').textContent.includes(t)", arg=text
+    )
+
+
+def test_collection_picker_enrol_identify_and_gallery_per_collection(
+    session: Session, live_service: LiveService
+) -> None:
+    """Issue 23: a person enrolled into ``family`` through the page is named there, unknown
+    in ``default``, and listed only in ``family``'s gallery; the field offers ``family``,
+    survives a reload and refuses a bad name in words."""
+    page = open_page(session, "enrol", key=live_service.key)
+    assert page.input_value("#collection") == "default"
+    status_shows(page, "collection default: 0 people, 0 faces")
+
+    # A new name: the page says the collection is created by its first enrolment.
+    choose_collection(page, FAMILY)
+    assert page.evaluate("sessionStorage.getItem('faceid.collection')") == FAMILY
+    hint = page.inner_text("#enrol-collection")
+    assert f"Enrolling into the collection {FAMILY}." in hint
+    assert "new collection" in hint and "created with its first face" in hint
+    status_shows(page, f"collection {FAMILY}: no faces yet")
+    session.shot("0-new-collection")
+
+    page.fill("#enrol-name", NAME)
+    page.set_input_files("#enrol-files", [str(lfw(PERSON, 1)), str(lfw(PERSON, 2))])
+    page.click("#enrol-submit")
+    page.wait_for_selector("#enrol-message.ok")
+    assert page.inner_text("#enrol-message") == (
+        f"2 of 2 photos enrolled for {NAME} in the collection {FAMILY}."
+    )
+    status_shows(page, f"collection {FAMILY}: 1 person, 2 faces")
+    with live_service.client() as c:
+        assert c.get(f"{in_collection(FAMILY)}/identities").json()["total"] == 1
+        assert c.get("/identities").json()["total"] == 0
+        listed = {x["name"]: x for x in c.get("/collections").json()["collections"]}
+        family_probe = c.post(
+            f"{in_collection(FAMILY)}/identify", files={"image": lfw(PERSON, 3).read_bytes()}
+        ).json()
+    threshold = listed[FAMILY]["identification"]
+    status_shows(page, f"identify threshold {threshold['value']:.3f} ({threshold['source']})")
+    # The datalist offers the new collection (filled from GET /collections).
+    page.wait_for_function(
+        "n => [...document.querySelectorAll('#collection-options option')]"
+        ".some(o => o.value === n)",
+        arg=FAMILY,
+    )
+    options = page.eval_on_selector_all("#collection-options option", "os => os.map(o => o.value)")
+    assert set(options) == {"default", FAMILY}, options
+    session.shot("1-enrolled-in-family")
+
+    # Identify in family: named, with family's threshold; in default: unknown.
+    identify_in_page(page, lfw(PERSON, 3))
+    face = family_probe["faces"][0]
+    assert face["identity"] == NAME
+    assert labels(page)[0] == f"1 {NAME} · {face['score']:.2f}"
+    summary = page.inner_text("#identify-summary")
+    assert f"collection {FAMILY}" in summary
+    assert f"threshold {family_probe['threshold']['value']:.3f}" in summary
+    session.shot("2-identified-in-family")
+
+    choose_collection(page, "default")
+    status_shows(page, "collection default: 0 people, 0 faces")
+    identify_in_page(page, lfw(PERSON, 3))
+    assert labels(page) and labels(page)[0].startswith("1 unknown")
+    assert page.locator("#identify-stage .face-box.known").count() == 0
+    assert "collection default" in page.inner_text("#identify-summary")
+    session.shot("3-unknown-in-default")
+
+    # The gallery lists them only in family, and reloads when the collection changes.
+    page.goto(f"{session.base}/#gallery")
+    page.wait_for_selector("#gallery-rows[data-collection='default']")
+    assert "Nobody is enrolled yet" in page.inner_text("#gallery-rows")
+    assert page.locator("#gallery-rows tr[data-identity]").count() == 0
+    choose_collection(page, FAMILY)
+    row = page.locator(f"#gallery-rows[data-collection='{FAMILY}'] tr[data-identity='{NAME}']")
+    row.wait_for()
+    assert row.locator("td.num").inner_text() == "2"
+    assert page.locator("#gallery-rows tr[data-identity]").count() == 1
+    assert FAMILY in page.inner_text("#gallery-collection")
+    session.shot("4-gallery-family")
+
+    # The choice survives a reload of the tab, like the key.
+    page.reload()
+    page.wait_for_selector("body[data-ready='true']")
+    assert page.input_value("#collection") == FAMILY
+    page.wait_for_selector(f"#gallery-rows[data-collection='{FAMILY}'] tr[data-identity]")
+
+    # A bad name: an error in words, and the last good collection stays in use.
+    error = page.locator("#collection-error")
+    for bad, words in [
+        ("my family", "only letters (A–Z, a–z), digits and _ - ."),
+        ("-family", "starts with a letter or a digit"),
+        ("x" * 65, "at most 64 characters"),
+    ]:
+        choose_collection(page, bad)
+        error.wait_for()
+        assert words in error.inner_text(), error.inner_text()
+        assert f"Still using the collection “{FAMILY}”." in error.inner_text()
+        assert page.get_attribute("#collection", "aria-invalid") == "true"
+        assert page.evaluate("sessionStorage.getItem('faceid.collection')") == FAMILY
+    session.shot("5-bad-name")
+    choose_collection(page, "Family.2024_b-1")  # every allowed kind of character
+    error.wait_for(state="hidden")
+    assert page.get_attribute("#collection", "aria-invalid") == "false"
+    page.wait_for_selector("#gallery-rows[data-collection='Family.2024_b-1']")
+    assert "Nobody is enrolled yet" in page.inner_text("#gallery-rows")
+
+    assert session.recorder.foreign == []
+
+
+def test_collection_refusals_are_shown_in_words(
+    session: Session, live_service: LiveService
+) -> None:
+    """404 for a collection the key does not open and 403 for what its role may not do,
+    with the service's messages (simulated: the test key opens every collection)."""
+    refusals = {
+        "/collections/secret/identities": (404, "not_found", "No collection named 'secret'."),
+        "/collections/secret/identities/Ada/faces": (
+            403,
+            "forbidden",
+            "This key's role (recognize) may not do this; it needs manage.",
+        ),
+    }
+
+    def refuse(route: Any) -> None:
+        path = route.request.url.split("?")[0].removeprefix(session.base)
+        status, code, message = refusals[path]
+        body = {"error": {"code": code, "message": message}}
+        route.fulfill(status=status, content_type="application/json", body=json.dumps(body))
+
+    page = open_page(session, "gallery", key=live_service.key)
+    page.route("**/collections/secret/**", refuse)
+    choose_collection(page, "secret")
+    page.wait_for_selector("#gallery-message.error")
+    shown = page.inner_text("#gallery-message")
+    assert "No collection named 'secret'." in shown
+    assert "does not open the collection “secret”" in shown and "(404 not_found)" in shown
+    session.shot("404-collection")
+
+    page.goto(f"{session.base}/#enrol")
+    page.fill("#enrol-name", "Ada")
+    page.set_input_files("#enrol-files", str(lfw(PERSON, 1)))
+    page.click("#enrol-submit")
+    page.wait_for_selector("#enrol-message.error")
+    outcome = page.inner_text("#enrol-outcomes .outcome-text")
+    assert "may not do this" in outcome and "manage role" in outcome, outcome
+    assert "(403 forbidden)" in outcome
+    session.shot("403-enrol")
 
 
 def test_page_and_assets_are_served_by_the_service(live_service: LiveService) -> None:

@@ -45,9 +45,7 @@ def _imports(path: Path, module: str) -> set[str]:
 
 
 def _graph() -> dict[str, set[str]]:
-    modules = {
-        _module_name(p): p for pkg in PACKAGES for p in (ROOT / pkg).rglob("*.py")
-    }
+    modules = {_module_name(p): p for pkg in PACKAGES for p in (ROOT / pkg).rglob("*.py")}
     return {
         name: {m for m in _imports(path, name) if m in modules and m != name}
         for name, path in modules.items()

@@ -97,12 +97,24 @@ def api_table_rows() -> set[tuple[str, str]]:
 
 def test_api_table_lists_every_route_the_service_documents_and_no_other() -> None:
     from app.main import create_app
+    from app.route_policy import COLLECTION_PREFIX
     from app.settings import Settings
 
     document = create_app(Settings(api_keys="")).openapi()  # builds no model
     served = {(m.upper(), path) for path, ops in document["paths"].items() for m in ops}
     assert served, "the OpenAPI document lists no route"
-    assert api_table_rows() == served
+    # the gallery routes under /collections/{collection} are one row: the same routes
+    in_collections = {(m, p) for m, p in served if p.startswith(COLLECTION_PREFIX + "/")}
+    assert in_collections and f"`{COLLECTION_PREFIX}/…`" in section("API")
+    unprefixed = {(m, p.removeprefix(COLLECTION_PREFIX)) for m, p in in_collections}
+    assert unprefixed <= served
+    # the CompreFace and DeepStack dialects are documented in their own section
+    dialects = {(m, p) for m, p in served if p.startswith(("/api/v1/", "/v1/vision/"))}
+    tools = section("Use it from Double Take, Home Assistant or a CompreFace SDK")
+    for _, path in dialects:
+        literal = [part for part in path.split("/") if part and not part.startswith("{")]
+        assert f"{literal[-1]}`" in tools or f"{literal[-1]} " in tools, path
+    assert api_table_rows() == served - in_collections - dialects
 
 
 def configuration_table() -> dict[str, str]:

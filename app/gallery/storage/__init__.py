@@ -4,11 +4,14 @@ SQLite (``sqlite``, the embedded default) and PostgreSQL (``postgres``, shared b
 processes and replicas)."""
 
 from app.gallery.storage.base import (
+    DEFAULT_COLLECTION,
     SCHEMA_VERSION,
     Change,
+    CollectionSize,
     FaceRecord,
     GalleryRows,
     GalleryStorage,
+    KeyRecord,
     StoredFace,
     check_embedding,
     content_hash,
@@ -16,11 +19,14 @@ from app.gallery.storage.base import (
 from app.gallery.storage.engines import open_storage
 
 __all__ = [
+    "DEFAULT_COLLECTION",
     "SCHEMA_VERSION",
     "Change",
+    "CollectionSize",
     "FaceRecord",
     "GalleryRows",
     "GalleryStorage",
+    "KeyRecord",
     "StoredFace",
     "check_embedding",
     "content_hash",

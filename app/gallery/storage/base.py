@@ -37,9 +37,13 @@ from typing import Literal, Protocol
 
 import numpy as np
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 """1: faces only (SQLite ``PRAGMA user_version``); 2: + ``content_hash``, ``changes`` and
-``schema_version``; 3: + ``crop`` and an index on ``content_hash``."""
+``schema_version``; 3: + ``crop`` and an index on ``content_hash``; 4: + ``collection``
+(existing faces are in ``default``) and the ``api_keys`` table."""
+
+#: The collection of today's routes (and of every face stored before collections).
+DEFAULT_COLLECTION = "default"
 
 ChangeOp = Literal["add", "remove"]
 
@@ -53,6 +57,7 @@ class FaceRecord:
     model_version: str
     created_at: str
     content_hash: str | None = None
+    collection: str = DEFAULT_COLLECTION
 
 
 @dataclass(frozen=True)
@@ -67,6 +72,7 @@ class StoredFace:
     content_hash: str | None = None
     crop: bytes | None = None
     model_version: str | None = None  # as read; writes use the store's own
+    collection: str = DEFAULT_COLLECTION
 
 
 @dataclass(frozen=True)
@@ -76,6 +82,7 @@ class GalleryRows:
     face_ids: list[str]
     identities: list[str]
     embeddings: np.ndarray  # float32 N×D
+    collections: list[str] | None = None  # per face; None: all in the default collection
 
 
 @dataclass(frozen=True)
@@ -89,6 +96,31 @@ class Change:
     face_id: str
     identity: str | None = None
     embedding: np.ndarray | None = None
+    collection: str | None = None
+
+
+@dataclass(frozen=True)
+class KeyRecord:
+    """One API key as the gallery database keeps it: never the key itself, only the
+    SHA-256 of its secret part (``app.keys``), its role and the collections it opens
+    (``("*",)``: all)."""
+
+    key_id: str
+    secret_hash: str
+    role: str
+    collections: tuple[str, ...]
+    created_at: str
+    name: str | None = None
+    revoked_at: str | None = None
+
+
+@dataclass(frozen=True)
+class CollectionSize:
+    """How many identities and faces a collection holds."""
+
+    name: str
+    identities: int
+    faces: int
 
 
 class GalleryStorage(Protocol):
@@ -118,28 +150,55 @@ class GalleryStorage(Protocol):
         """Block until another process may have written a change, or ``timeout`` s."""
         ...
 
-    def count(self) -> tuple[int, int]:
-        """(identities, faces)."""
+    def count(self, collection: str | None = None) -> tuple[int, int]:
+        """(identities, faces) of one collection, or of all (None)."""
         ...
 
-    def list_identities(self, limit: int, offset: int) -> tuple[list[tuple[str, int]], int]:
+    def collections(self) -> list[CollectionSize]:
+        """Every collection that holds a face, by name."""
+        ...
+
+    def list_identities(
+        self, limit: int, offset: int, collection: str = DEFAULT_COLLECTION
+    ) -> tuple[list[tuple[str, int]], int]:
         """A page of (identity, faces) ordered by name, and the total number of identities."""
         ...
 
-    def faces_of(self, identity: str) -> list[FaceRecord]:
+    def faces_of(self, identity: str, collection: str = DEFAULT_COLLECTION) -> list[FaceRecord]:
         """The faces of one identity, oldest first (empty if unknown)."""
         ...
 
-    def faces_with_hashes(self, hashes: Sequence[str]) -> list[FaceRecord]:
-        """Every face whose photo had one of these content hashes."""
+    def faces_with_hashes(
+        self, hashes: Sequence[str], collection: str | None = None
+    ) -> list[FaceRecord]:
+        """Every face whose photo had one of these content hashes (in one collection, or
+        in any: None)."""
         ...
 
     def existing_face_ids(self, face_ids: Sequence[str]) -> set[str]:
         """Those of ``face_ids`` that are stored."""
         ...
 
-    def iter_faces(self, with_crops: bool = False, batch: int = 1000) -> Iterator[StoredFace]:
-        """Every stored face in the order it was added, read in one snapshot."""
+    def iter_faces(
+        self, with_crops: bool = False, batch: int = 1000, collection: str | None = None
+    ) -> Iterator[StoredFace]:
+        """Every stored face (of one collection, or all) in the order it was added, read
+        in one snapshot."""
+        ...
+
+    def find_face(self, face_id: str, collection: str = DEFAULT_COLLECTION) -> StoredFace | None:
+        """One face of ``collection`` by id, with its embedding (None: not there)."""
+        ...
+
+    def list_faces(
+        self,
+        limit: int,
+        offset: int,
+        collection: str = DEFAULT_COLLECTION,
+        identity: str | None = None,
+    ) -> tuple[list[FaceRecord], int]:
+        """A page of a collection's faces (of one identity, or all) in the order they
+        were added, and their total."""
         ...
 
     def crop_of(self, face_id: str) -> bytes | None:
@@ -150,12 +209,43 @@ class GalleryStorage(Protocol):
         """Insert faces and their changes in one transaction; returns the ids inserted."""
         ...
 
-    def delete_identity(self, identity: str) -> list[str]:
+    def delete_identity(self, identity: str, collection: str = DEFAULT_COLLECTION) -> list[str]:
         """Erase every face of ``identity``; returns the erased face ids."""
         ...
 
-    def delete_face(self, identity: str, face_id: str) -> bool:
+    def delete_face(
+        self, identity: str, face_id: str, collection: str = DEFAULT_COLLECTION
+    ) -> bool:
         """Erase one face of ``identity``; False if there is no such face."""
+        ...
+
+    def delete_faces(
+        self, face_ids: Sequence[str] | None, collection: str = DEFAULT_COLLECTION
+    ) -> list[FaceRecord]:
+        """Erase these faces of ``collection`` (None: all of them); returns those erased."""
+        ...
+
+    def rename_identity(
+        self, identity: str, new_identity: str, collection: str = DEFAULT_COLLECTION
+    ) -> list[StoredFace]:
+        """Move every face of ``identity`` to ``new_identity`` (a merge if it exists),
+        logged as a remove and an add per face; returns the moved faces."""
+        ...
+
+    def api_keys(self) -> list[KeyRecord]:
+        """Every API key record, revoked ones included, oldest first."""
+        ...
+
+    def keys_version(self) -> int:
+        """A number that changes whenever a key is created or revoked (0: none ever)."""
+        ...
+
+    def add_key(self, key: KeyRecord) -> None:
+        """Store a new key record."""
+        ...
+
+    def revoke_key(self, key_id: str, when: str) -> bool:
+        """Mark a key revoked at ``when``; False if there is no such live key."""
         ...
 
     def ping(self) -> None:

@@ -10,13 +10,25 @@ later), and sends ``NOTIFY faceid_gallery`` so that listening processes wake up 
 
 Schema: created or migrated at startup under the same advisory lock (several processes may
 start at once); the version is the one row of ``schema_version``.
+
+Timeouts (``DbTimeouts``, the ``FACEID_DB_*`` settings): connecting is bounded by libpq's
+``connect_timeout``; every session sets the server-side ``statement_timeout`` and
+``lock_timeout`` (a slow query, or a writer stuck behind another's lock, is cancelled by the
+server). A server that stops answering altogether (SIGSTOPped, a hung host, a partition that
+does not reset: its kernel may still ACK, so TCP keepalives never fire) cannot cancel
+anything, so every call also runs under a client-side deadline: when it passes, the
+connection's socket is shut down from a timer thread, the blocked call fails at once and
+its thread is released. Every failure is ``StorageUnavailable`` (503 ``storage_unavailable``).
 """
 
 from __future__ import annotations
 
+import os
+import socket
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -24,12 +36,30 @@ import psycopg
 
 from app.domain_errors import StartupError, StorageUnavailable
 from app.gallery.storage.queries import SqlGalleryStore, Tx
-from app.gallery.storage.schema import migrate
+from app.gallery.storage.schema import api_keys_table, migrate
 
 CHANNEL = "faceid_gallery"
 # pg_advisory_xact_lock key serialising gallery writes and migrations ("face" in ASCII).
 _LOCK_KEY = 0x66616365
-_CONNECT_TIMEOUT_S = 5
+
+
+@dataclass(frozen=True)
+class DbTimeouts:
+    """How long database work may take (seconds): ``connect`` (libpq's connect_timeout),
+    ``statement`` (the server's statement_timeout; one second later, ``call``, the
+    client-side deadline of one call, and also of its wait for the connection) and ``lock``
+    (the server's lock_timeout, writers' advisory lock included)."""
+
+    connect: float = 5.0
+    statement: float = 10.0
+    lock: float = 5.0
+
+    @property
+    def call(self) -> float:
+        """The client-side deadline of one call: a second past the server's own, so that
+        a server that can still cancel does so first."""
+        return self.statement + 1.0
+
 
 # MIGRATIONS[v] takes a schema of version v to version v + 1 (schema_version exists first).
 MIGRATIONS: dict[int, list[str]] = {
@@ -55,6 +85,11 @@ MIGRATIONS: dict[int, list[str]] = {
     2: [
         "ALTER TABLE faces ADD COLUMN crop BYTEA",
         "CREATE INDEX faces_content_hash ON faces (content_hash)",
+    ],
+    3: [
+        "ALTER TABLE faces ADD COLUMN collection TEXT NOT NULL DEFAULT 'default'",
+        "CREATE INDEX faces_collection ON faces (collection, identity, created_at)",
+        api_keys_table("BIGINT"),
     ],
 }
 
@@ -105,8 +140,15 @@ class PostgresStore(SqlGalleryStore):
     _insertion_order = "pos"
     _name_order = 'identity COLLATE "C"'
 
-    def __init__(self, url: str, model_version: str, embedding_dim: int) -> None:
+    def __init__(
+        self,
+        url: str,
+        model_version: str,
+        embedding_dim: int,
+        timeouts: DbTimeouts | None = None,
+    ) -> None:
         self.url = url
+        self.timeouts = timeouts or DbTimeouts()
         self.location = redact(url)
         self.model_version = model_version
         self.embedding_dim = embedding_dim
@@ -131,11 +173,14 @@ class PostgresStore(SqlGalleryStore):
 
     # ------------------------------------------------------------ internals
     def _connect(self) -> psycopg.Connection[Any]:
+        limits = self.timeouts
         try:
             return psycopg.connect(
                 self.url,
                 autocommit=True,
-                connect_timeout=_CONNECT_TIMEOUT_S,
+                connect_timeout=max(1, round(limits.connect)),
+                options=f"-c statement_timeout={round(limits.statement * 1000)} "
+                f"-c lock_timeout={round(limits.lock * 1000)}",
                 # Notice a dead server or network within seconds, not hours.
                 keepalives=1,
                 keepalives_idle=5,
@@ -150,23 +195,36 @@ class PostgresStore(SqlGalleryStore):
     def _cursor(self, transaction: bool = False) -> Iterator[psycopg.Cursor[Any]]:
         """A cursor on the query connection (under the lock; in a transaction if asked).
         A lost connection is dropped (the next call reconnects) and raises
-        StorageUnavailable; the transaction, if any, is rolled back by the server."""
-        with self._lock:
+        StorageUnavailable; the transaction, if any, is rolled back by the server. The
+        whole call, waiting for the lock included, is bounded by ``timeouts.call``."""
+        deadline = self.timeouts.call
+        if not self._lock.acquire(timeout=deadline):
+            raise StorageUnavailable(
+                f"the gallery database connection stayed busy for {deadline:g} s"
+            )
+        try:
             if self._conn is None or self._conn.closed:
                 self._conn = self._connect()
             conn = self._conn
-            try:
-                if transaction:
-                    with conn.transaction(), conn.cursor() as cur:
-                        yield cur
-                else:
-                    with conn.cursor() as cur:
-                        yield cur
-            except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+            with _Deadline(conn, deadline) as watch:
+                try:
+                    if transaction:
+                        with conn.transaction(), conn.cursor() as cur:
+                            yield cur
+                    else:
+                        with conn.cursor() as cur:
+                            yield cur
+                except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+                    self._conn = None
+                    with suppress(Exception):
+                        conn.close()
+                    raise StorageUnavailable(watch.reason(exc)) from exc
+            if watch.expired:  # broken just as the call finished: reconnect next time
                 self._conn = None
                 with suppress(Exception):
                     conn.close()
-                raise StorageUnavailable(_first_line(exc)) from exc
+        finally:
+            self._lock.release()
 
     def _migrate(self) -> None:
         with self._transaction(write=True) as tx:
@@ -205,21 +263,25 @@ class PostgresStore(SqlGalleryStore):
         StorageUnavailable when the listening connection cannot be (re)made)."""
         if self._listener is None or self._listener.closed:
             listener = self._connect()
-            try:
-                listener.execute(f"LISTEN {CHANNEL}")
-            except psycopg.Error as exc:
-                listener.close()
-                raise StorageUnavailable(_first_line(exc)) from exc
+            with _Deadline(listener, self.timeouts.call) as watch:
+                try:
+                    listener.execute(f"LISTEN {CHANNEL}")
+                except psycopg.Error as exc:
+                    with suppress(Exception):
+                        listener.close()
+                    raise StorageUnavailable(watch.reason(exc)) from exc
             self._listener = listener
             return  # notifications sent while not listening are lost: the caller catches up
-        try:
-            for _ in self._listener.notifies(timeout=timeout, stop_after=1):
-                pass
-        except psycopg.Error as exc:
-            with suppress(Exception):
-                self._listener.close()
-            self._listener = None
-            raise StorageUnavailable(_first_line(exc)) from exc
+        listener = self._listener
+        with _Deadline(listener, timeout + self.timeouts.call) as watch:
+            try:
+                for _ in listener.notifies(timeout=timeout, stop_after=1):
+                    pass
+            except psycopg.Error as exc:
+                with suppress(Exception):
+                    listener.close()
+                self._listener = None
+                raise StorageUnavailable(watch.reason(exc)) from exc
 
     def close(self) -> None:
         """Close both connections."""
@@ -229,6 +291,46 @@ class PostgresStore(SqlGalleryStore):
                     with suppress(Exception):
                         conn.close()
             self._conn = self._listener = None
+
+
+class _Deadline:
+    """Breaks ``conn`` if the block it guards has not finished within ``seconds``: its
+    socket is shut down (through a duplicate of its descriptor, from a timer thread), so a
+    call blocked on a server that no longer answers fails at once and its thread is free.
+    The connection is then unusable; the store drops it and reconnects on the next call."""
+
+    def __init__(self, conn: psycopg.Connection[Any], seconds: float) -> None:
+        self._conn = conn
+        self.seconds = seconds
+        self.expired = False
+        self._timer = threading.Timer(seconds, self._expire)
+        self._timer.daemon = True
+
+    def __enter__(self) -> _Deadline:
+        self._timer.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._timer.cancel()
+
+    def _expire(self) -> None:
+        self.expired = True
+        try:
+            fd = os.dup(self._conn.fileno())
+        except Exception:  # closed meanwhile: nothing to break
+            return
+        try:
+            sock = socket.socket(fileno=fd)
+        except OSError:
+            os.close(fd)
+            return
+        with sock, suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)
+
+    def reason(self, exc: BaseException) -> str:
+        if self.expired:
+            return f"the gallery database did not answer within {self.seconds:g} s"
+        return _first_line(exc)
 
 
 def _first_line(exc: BaseException) -> str:

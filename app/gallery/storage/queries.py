@@ -10,6 +10,7 @@ loop is ``app.gallery.storage.schema``.
 
 from __future__ import annotations
 
+import json
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
@@ -19,9 +20,12 @@ import numpy as np
 
 from app.domain_errors import StartupError
 from app.gallery.storage.base import (
+    DEFAULT_COLLECTION,
     Change,
+    CollectionSize,
     FaceRecord,
     GalleryRows,
+    KeyRecord,
     StoredFace,
     check_embedding,
 )
@@ -108,22 +112,28 @@ class SqlGalleryStore(ABC):
         """Every stored face and the last change sequence number, in one snapshot."""
         with self._transaction(write=False) as tx:
             rows = tx.rows(
-                f"SELECT face_id, identity, embedding FROM faces ORDER BY {self._insertion_order}"
+                "SELECT face_id, identity, embedding, collection FROM faces "
+                f"ORDER BY {self._insertion_order}"
             )
             seq = int(tx.rows("SELECT COALESCE(MAX(seq), 0) FROM changes")[0][0])
         embeddings = self._embeddings([r[2] for r in rows])
-        return GalleryRows([str(r[0]) for r in rows], [str(r[1]) for r in rows], embeddings), seq
+        return GalleryRows(
+            [str(r[0]) for r in rows],
+            [str(r[1]) for r in rows],
+            embeddings,
+            [str(r[3]) for r in rows],
+        ), seq
 
     def changes_since(self, seq: int, limit: int = 1000) -> list[Change]:
         """Up to ``limit`` changes after ``seq`` with the added faces that still exist."""
         rows = self._query(
-            "SELECT c.seq, c.op, c.face_id, f.identity, f.embedding FROM changes c "
+            "SELECT c.seq, c.op, c.face_id, f.identity, f.embedding, f.collection FROM changes c "
             "LEFT JOIN faces f ON c.op = 'add' AND f.face_id = c.face_id "
             "WHERE c.seq > ? ORDER BY c.seq LIMIT ?",
             (seq, limit),
         )
         changes = []
-        for seq_, op, face_id, identity, blob in rows:
+        for seq_, op, face_id, identity, blob, collection in rows:
             embedding = None
             if identity is not None and blob is not None:
                 embedding = self._embeddings([blob])[0]
@@ -134,36 +144,62 @@ class SqlGalleryStore(ABC):
                     str(face_id),
                     None if identity is None else str(identity),
                     embedding,
+                    None if collection is None else str(collection),
                 )
             )
         return changes
 
-    def count(self) -> tuple[int, int]:
-        """(identities, faces)."""
-        row = self._query("SELECT COUNT(DISTINCT identity), COUNT(*) FROM faces")[0]
+    def count(self, collection: str | None = None) -> tuple[int, int]:
+        """(identities, faces) of one collection, or of all (identities counted per
+        collection: the same name in two collections is two people)."""
+        if collection is None:
+            row = self._query(
+                "SELECT COUNT(*), COALESCE(SUM(n), 0) FROM "
+                "(SELECT COUNT(*) AS n FROM faces GROUP BY collection, identity) AS per_identity"
+            )[0]
+        else:
+            row = self._query(
+                "SELECT COUNT(DISTINCT identity), COUNT(*) FROM faces WHERE collection = ?",
+                (collection,),
+            )[0]
         return int(row[0]), int(row[1])
 
-    def list_identities(self, limit: int, offset: int) -> tuple[list[tuple[str, int]], int]:
+    def collections(self) -> list[CollectionSize]:
+        """Every collection that holds a face, by name."""
+        rows = self._query(
+            "SELECT collection, COUNT(DISTINCT identity), COUNT(*) FROM faces "
+            f"GROUP BY collection ORDER BY {self._name_order.replace('identity', 'collection')}"
+        )
+        return [CollectionSize(str(c), int(i), int(f)) for c, i, f in rows]
+
+    def list_identities(
+        self, limit: int, offset: int, collection: str = DEFAULT_COLLECTION
+    ) -> tuple[list[tuple[str, int]], int]:
         """A page of (identity, faces) ordered by name, and the total number of identities."""
         page = self._query(
-            f"SELECT identity, COUNT(*) FROM faces GROUP BY identity ORDER BY {self._name_order} "
-            "LIMIT ? OFFSET ?",
-            (limit, offset),
+            "SELECT identity, COUNT(*) FROM faces WHERE collection = ? GROUP BY identity "
+            f"ORDER BY {self._name_order} LIMIT ? OFFSET ?",
+            (collection, limit, offset),
         )
-        total = self._query("SELECT COUNT(DISTINCT identity) FROM faces")[0][0]
+        total = self._query(
+            "SELECT COUNT(DISTINCT identity) FROM faces WHERE collection = ?", (collection,)
+        )[0][0]
         return [(str(i), int(n)) for i, n in page], int(total)
 
-    def faces_of(self, identity: str) -> list[FaceRecord]:
+    def faces_of(self, identity: str, collection: str = DEFAULT_COLLECTION) -> list[FaceRecord]:
         """The faces of one identity, oldest first (empty if unknown)."""
         rows = self._query(
-            "SELECT face_id, identity, model_version, created_at, content_hash FROM faces "
-            f"WHERE identity = ? ORDER BY created_at, {self._insertion_order}",
-            (identity,),
+            f"SELECT {_RECORD} FROM faces WHERE collection = ? AND identity = ? "
+            f"ORDER BY created_at, {self._insertion_order}",
+            (collection, identity),
         )
         return [_record(r) for r in rows]
 
-    def faces_with_hashes(self, hashes: Sequence[str]) -> list[FaceRecord]:
-        """Every face whose photo had one of these content hashes (any identity)."""
+    def faces_with_hashes(
+        self, hashes: Sequence[str], collection: str | None = None
+    ) -> list[FaceRecord]:
+        """Every face whose photo had one of these content hashes (any identity; in one
+        collection, or in any: None)."""
         found: list[FaceRecord] = []
         unique = sorted(set(hashes))
         for start in range(0, len(unique), _CHUNK):
@@ -172,10 +208,10 @@ class SqlGalleryStore(ABC):
             found += [
                 _record(r)
                 for r in self._query(
-                    "SELECT face_id, identity, model_version, created_at, content_hash "
-                    f"FROM faces WHERE content_hash IN ({marks}) ORDER BY face_id",
+                    f"SELECT {_RECORD} FROM faces WHERE content_hash IN ({marks}) ORDER BY face_id",
                     chunk,
                 )
+                if collection is None or r[5] == collection
             ]
         return found
 
@@ -196,20 +232,23 @@ class SqlGalleryStore(ABC):
             }
         return present
 
-    def iter_faces(self, with_crops: bool = False, batch: int = 1000) -> Iterator[StoredFace]:
-        """Every stored face, everything about it, in the order the faces were added (the
-        order the service's index holds them), read in one snapshot: a long export sees
-        the gallery as it was when it started."""
+    def iter_faces(
+        self, with_crops: bool = False, batch: int = 1000, collection: str | None = None
+    ) -> Iterator[StoredFace]:
+        """Every stored face (of one collection, or all), everything about it, in the
+        order the faces were added (the order the service's index holds them), read in one
+        snapshot: a long export sees the gallery as it was when it started."""
         crop = "crop" if with_crops else "NULL"
         order = self._insertion_order
+        where = "" if collection is None else "AND collection = ? "
         with self._transaction(write=False) as tx:
             after = 0
             while True:
                 rows = tx.rows(
                     "SELECT face_id, identity, embedding, model_version, created_at, "
-                    f"content_hash, {crop}, {order} FROM faces WHERE {order} > ? "
-                    f"ORDER BY {order} LIMIT ?",
-                    (after, batch),
+                    f"content_hash, {crop}, {order}, collection FROM faces WHERE {order} > ? "
+                    f"{where}ORDER BY {order} LIMIT ?",
+                    (after, batch) if collection is None else (after, collection, batch),
                 )
                 if not rows:
                     return
@@ -223,8 +262,49 @@ class SqlGalleryStore(ABC):
                         content_hash=None if r[5] is None else str(r[5]),
                         crop=None if r[6] is None else bytes(r[6]),
                         model_version=str(r[3]),
+                        collection=str(r[8]),
                     )
                 after = int(rows[-1][7])
+
+    def find_face(self, face_id: str, collection: str = DEFAULT_COLLECTION) -> StoredFace | None:
+        """One face of ``collection`` by id, with its embedding (None: no such face there)."""
+        rows = self._query(
+            "SELECT face_id, identity, embedding, model_version, created_at, content_hash, "
+            "collection FROM faces WHERE face_id = ? AND collection = ?",
+            (face_id, collection),
+        )
+        if not rows:
+            return None
+        r = rows[0]
+        return StoredFace(
+            face_id=str(r[0]),
+            identity=str(r[1]),
+            embedding=self._embeddings([r[2]])[0],
+            created_at=str(r[4]),
+            content_hash=None if r[5] is None else str(r[5]),
+            model_version=str(r[3]),
+            collection=str(r[6]),
+        )
+
+    def list_faces(
+        self,
+        limit: int,
+        offset: int,
+        collection: str = DEFAULT_COLLECTION,
+        identity: str | None = None,
+    ) -> tuple[list[FaceRecord], int]:
+        """A page of the faces of ``collection`` (of one identity, or all) in the order
+        they were added, and how many there are in all."""
+        where = "collection = ?" + ("" if identity is None else " AND identity = ?")
+        params: tuple[object, ...] = (collection,) if identity is None else (collection, identity)
+        with self._transaction(write=False) as tx:
+            page = tx.rows(
+                f"SELECT {_RECORD} FROM faces WHERE {where} "
+                f"ORDER BY {self._insertion_order} LIMIT ? OFFSET ?",
+                (*params, limit, offset),
+            )
+            total = int(tx.rows(f"SELECT COUNT(*) FROM faces WHERE {where}", params)[0][0])
+        return [_record(r) for r in page], total
 
     def crop_of(self, face_id: str) -> bytes | None:
         """The kept (encrypted) aligned crop of a face, or None."""
@@ -258,6 +338,7 @@ class SqlGalleryStore(ABC):
                 f.created_at,
                 f.content_hash,
                 f.crop,
+                f.collection,
             )
             for f in faces
         ]
@@ -270,7 +351,7 @@ class SqlGalleryStore(ABC):
             for row in rows:
                 tx.run(
                     "INSERT INTO faces (face_id, identity, embedding, model_version, created_at, "
-                    "content_hash, crop) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    "content_hash, crop, collection) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                     row,
                 )
             added = [str(r[0]) for r in rows]
@@ -289,21 +370,27 @@ class SqlGalleryStore(ABC):
         """Insert one face and its change in one committed transaction."""
         self.add_faces([StoredFace(face_id, identity, embedding, created_at, content_hash, crop)])
 
-    def delete_identity(self, identity: str) -> list[str]:
+    def delete_identity(self, identity: str, collection: str = DEFAULT_COLLECTION) -> list[str]:
         """Erase every face of ``identity`` (embeddings and kept crops); returns the ids."""
         with self._transaction(write=True) as tx:
-            rows = tx.rows("DELETE FROM faces WHERE identity = ? RETURNING face_id", (identity,))
+            rows = tx.rows(
+                "DELETE FROM faces WHERE collection = ? AND identity = ? RETURNING face_id",
+                (collection, identity),
+            )
             face_ids = [str(r[0]) for r in rows]
             self._log(tx, "remove", face_ids)
         if face_ids:
             self._after_erasure()
         return face_ids
 
-    def delete_face(self, identity: str, face_id: str) -> bool:
+    def delete_face(
+        self, identity: str, face_id: str, collection: str = DEFAULT_COLLECTION
+    ) -> bool:
         """Erase one face of ``identity`` (and its kept crop); False if there is none."""
         with self._transaction(write=True) as tx:
             deleted = tx.run(
-                "DELETE FROM faces WHERE identity = ? AND face_id = ?", (identity, face_id)
+                "DELETE FROM faces WHERE collection = ? AND identity = ? AND face_id = ?",
+                (collection, identity, face_id),
             )
             if deleted:
                 self._log(tx, "remove", [face_id])
@@ -311,13 +398,141 @@ class SqlGalleryStore(ABC):
             self._after_erasure()
         return deleted > 0
 
+    def delete_faces(
+        self, face_ids: Sequence[str] | None, collection: str = DEFAULT_COLLECTION
+    ) -> list[FaceRecord]:
+        """Erase the faces of ``collection`` with these ids (None: every face of the
+        collection) in one transaction; returns what was erased (ids of other collections
+        and unknown ids are ignored)."""
+        erased: list[FaceRecord] = []
+        with self._transaction(write=True) as tx:
+            if face_ids is None:
+                erased = [
+                    _record(r)
+                    for r in tx.rows(
+                        f"DELETE FROM faces WHERE collection = ? RETURNING {_RECORD}",
+                        (collection,),
+                    )
+                ]
+            else:
+                unique = sorted(set(face_ids))
+                for start in range(0, len(unique), _CHUNK):
+                    chunk = unique[start : start + _CHUNK]
+                    marks = ", ".join("?" * len(chunk))
+                    erased += [
+                        _record(r)
+                        for r in tx.rows(
+                            f"DELETE FROM faces WHERE collection = ? AND face_id IN ({marks}) "
+                            f"RETURNING {_RECORD}",
+                            (collection, *chunk),
+                        )
+                    ]
+            self._log(tx, "remove", [r.face_id for r in erased])
+        if erased:
+            self._after_erasure()
+        return erased
+
+    def rename_identity(
+        self, identity: str, new_identity: str, collection: str = DEFAULT_COLLECTION
+    ) -> list[StoredFace]:
+        """Move every face of ``identity`` to ``new_identity`` (merging into it if it
+        exists) in one transaction; ids, enrolment times, content hashes and crops stay.
+        The change log gets a ``remove`` and an ``add`` per face, so other processes move
+        it too. Returns the moved faces (empty: no such identity)."""
+        with self._transaction(write=True) as tx:
+            rows = tx.rows(
+                "UPDATE faces SET identity = ? WHERE collection = ? AND identity = ? "
+                "RETURNING face_id, embedding, created_at, content_hash",
+                (new_identity, collection, identity),
+            )
+            moved = [str(r[0]) for r in rows]
+            self._log(tx, "remove", moved)
+            self._log(tx, "add", moved)
+        embeddings = self._embeddings([r[1] for r in rows])
+        return [
+            StoredFace(
+                face_id=str(r[0]),
+                identity=new_identity,
+                embedding=embedding,
+                created_at=str(r[2]),
+                content_hash=None if r[3] is None else str(r[3]),
+                collection=collection,
+            )
+            for r, embedding in zip(rows, embeddings, strict=True)
+        ]
+
+    # ----------------------------------------------------------------- keys
+    def api_keys(self) -> list[KeyRecord]:
+        """Every API key record, revoked ones included, oldest first."""
+        rows = self._query(
+            "SELECT key_id, secret_hash, role, collections, created_at, name, revoked_at "
+            "FROM api_keys ORDER BY version"
+        )
+        return [
+            KeyRecord(
+                str(r[0]),
+                str(r[1]),
+                str(r[2]),
+                tuple(json.loads(r[3])),
+                str(r[4]),
+                None if r[5] is None else str(r[5]),
+                None if r[6] is None else str(r[6]),
+            )
+            for r in rows
+        ]
+
+    def keys_version(self) -> int:
+        """Grows with every key created or revoked (0: none ever)."""
+        return int(self._query("SELECT COALESCE(MAX(version), 0) FROM api_keys")[0][0])
+
+    def add_key(self, key: KeyRecord) -> None:
+        """Store a new key record (and wake the other processes)."""
+        with self._transaction(write=True) as tx:
+            version = self._next_key_version(tx)
+            tx.run(
+                "INSERT INTO api_keys (key_id, secret_hash, role, collections, created_at, "
+                "name, revoked_at, version) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    key.key_id,
+                    key.secret_hash,
+                    key.role,
+                    json.dumps(list(key.collections)),
+                    key.created_at,
+                    key.name,
+                    key.revoked_at,
+                    version,
+                ),
+            )
+            self._notify(tx, 0)
+
+    def revoke_key(self, key_id: str, when: str) -> bool:
+        """Mark a live key revoked at ``when``; False if there is no such live key."""
+        with self._transaction(write=True) as tx:
+            version = self._next_key_version(tx)
+            changed = tx.run(
+                "UPDATE api_keys SET revoked_at = ?, version = ? "
+                "WHERE key_id = ? AND revoked_at IS NULL",
+                (when, version, key_id),
+            )
+            if changed:
+                self._notify(tx, 0)
+        return changed > 0
+
+    @staticmethod
+    def _next_key_version(tx: Tx) -> int:
+        return int(tx.rows("SELECT COALESCE(MAX(version), 0) + 1 FROM api_keys")[0][0])
+
+
+_RECORD = "face_id, identity, model_version, created_at, content_hash, collection"
+
 
 def _record(row: Sequence[Any]) -> FaceRecord:
-    face_id, identity, model_version, created_at, content_hash = row
+    face_id, identity, model_version, created_at, content_hash, collection = row
     return FaceRecord(
         str(face_id),
         str(identity),
         str(model_version),
         str(created_at),
         None if content_hash is None else str(content_hash),
+        str(collection),
     )

@@ -34,3 +34,19 @@ def migrate(
         version += 1
         record(tx, version)
     return version
+
+
+def api_keys_table(integer: str) -> str:
+    """The ``api_keys`` table (schema 4) in an engine's type for a growing integer:
+    key id, SHA-256 of the secret (never the key), role, collections (a JSON list; ``*``:
+    all), times, and a version that grows with every change (``keys_version``)."""
+    return f"""CREATE TABLE api_keys (
+            key_id      TEXT PRIMARY KEY,
+            secret_hash TEXT NOT NULL,
+            role        TEXT NOT NULL,
+            collections TEXT NOT NULL,
+            created_at  TEXT NOT NULL,
+            name        TEXT,
+            revoked_at  TEXT,
+            version     {integer} NOT NULL
+        )"""

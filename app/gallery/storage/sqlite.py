@@ -26,7 +26,7 @@ from typing import Any
 from app.domain_errors import StartupError, StorageUnavailable
 from app.gallery.storage.base import SCHEMA_VERSION, FaceRecord, GalleryRows
 from app.gallery.storage.queries import SqlGalleryStore, Tx
-from app.gallery.storage.schema import migrate
+from app.gallery.storage.schema import api_keys_table, migrate
 
 __all__ = ["SCHEMA_VERSION", "FaceRecord", "GalleryRows", "GalleryStore"]
 
@@ -55,6 +55,11 @@ MIGRATIONS: dict[int, list[str]] = {
     2: [
         "ALTER TABLE faces ADD COLUMN crop BLOB",
         "CREATE INDEX IF NOT EXISTS faces_content_hash ON faces (content_hash)",
+    ],
+    3: [
+        "ALTER TABLE faces ADD COLUMN collection TEXT NOT NULL DEFAULT 'default'",
+        "CREATE INDEX faces_collection ON faces (collection, identity, created_at)",
+        api_keys_table("INTEGER"),
     ],
 }
 

@@ -1,6 +1,7 @@
-// Enrol: a name and one or more photos; each photo's outcome is shown on its own line.
+// Enrol: a name and one or more photos; each photo's outcome is shown on its own line. The
+// faces go into the chosen collection (a new name creates the collection).
 
-import { api, encodeName } from "./api.js";
+import { api, DEFAULT_COLLECTION, encodeName, getCollection, inCollection } from "./api.js";
 import { refreshStatus } from "./status.js";
 import { $, dropZone, fmt, h, showMessage } from "./ui.js";
 
@@ -43,13 +44,14 @@ async function enrol(event) {
   const rows = chosen.map(outcomeRow);
   $("enrol-outcomes").replaceChildren(...rows.map((r) => r.row));
   let enrolled = 0;
+  const collection = getCollection(); // one collection for every photo, even if it changes meanwhile
   for (const [i, file] of chosen.entries()) {
     const { row, status } = rows[i];
     status.textContent = "Enrolling…";
     const form = new FormData();
     form.append("image", file, file.name);
     try {
-      const answer = await api("POST", `/identities/${encodeName(name)}/faces`, { form });
+      const answer = await api("POST", inCollection(`/identities/${encodeName(name)}/faces`, collection), { form });
       enrolled += 1;
       const extra = answer.faces_detected > 1 ? ` (${answer.faces_detected} faces found; the largest was enrolled)` : "";
       const quality = typeof answer.quality === "number" ? `, quality ${fmt(answer.quality, 2)}` : "";
@@ -70,7 +72,8 @@ async function enrol(event) {
   const total = chosen.length;
   showMessage(
     message,
-    `${enrolled} of ${total} ${total === 1 ? "photo" : "photos"} enrolled for ${name}.`,
+    `${enrolled} of ${total} ${total === 1 ? "photo" : "photos"} enrolled for ${name}` +
+      (collection === DEFAULT_COLLECTION ? "." : ` in the collection ${collection}.`),
     enrolled === total ? "ok" : enrolled ? "info" : "error",
   );
   chosen = [];

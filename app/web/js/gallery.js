@@ -1,12 +1,15 @@
 // Gallery: enrolled people with their face counts, a page at a time; delete a face or a
 // person after a confirm step (the right to erasure in one click, plus one to confirm).
+// Always the chosen collection's people; choosing another one reloads the list.
 
-import { api, encodeName } from "./api.js";
+import { api, encodeName, getCollection, inCollection } from "./api.js";
 import { refreshStatus } from "./status.js";
 import { $, h, showMessage } from "./ui.js";
 
 const PAGE = 20;
 let offset = 0;
+let shownFor = null; // the collection whose people are listed
+let loads = 0; // an older answer (of another collection, say) never overwrites a newer one
 
 /** Replace `button` by "question [confirm] [cancel]" until one is clicked. */
 function confirmStep(button, question, confirmText, action) {
@@ -37,7 +40,7 @@ async function erase(path, done) {
   refreshStatus();
 }
 
-async function toggleFaces(name, row, toggle) {
+async function toggleFaces(name, row, toggle, collection) {
   const next = row.nextElementSibling;
   if (next && next.classList.contains("faces-row")) {
     next.remove();
@@ -48,7 +51,7 @@ async function toggleFaces(name, row, toggle) {
   const cell = h("td", { colspan: 3 }, "Loading…");
   row.after(h("tr", { class: "faces-row" }, cell));
   try {
-    const detail = await api("GET", `/identities/${encodeName(name)}`);
+    const detail = await api("GET", inCollection(`/identities/${encodeName(name)}`, collection));
     cell.replaceChildren(
       h(
         "ul",
@@ -58,7 +61,10 @@ async function toggleFaces(name, row, toggle) {
           const actions = h("span", { class: "actions" }, del);
           del.addEventListener("click", () =>
             confirmStep(del, "Delete this face?", "Delete face", () =>
-              erase(`/identities/${encodeName(name)}/faces/${encodeURIComponent(face.face_id)}`, `One face of ${name} was deleted.`),
+              erase(
+                inCollection(`/identities/${encodeName(name)}/faces/${encodeURIComponent(face.face_id)}`, collection),
+                `One face of ${name} was deleted.`,
+              ),
             ),
           );
           const when = new Date(face.created_at);
@@ -77,7 +83,7 @@ async function toggleFaces(name, row, toggle) {
   }
 }
 
-function personRow(person) {
+function personRow(person, collection) {
   const toggle = h("button", { type: "button", class: "link", "aria-expanded": "false" }, person.identity);
   const del = h("button", { type: "button", class: "danger small" }, "Delete person");
   const row = h(
@@ -87,13 +93,13 @@ function personRow(person) {
     h("td", { class: "num" }, String(person.faces)),
     h("td", { class: "actions" }, del),
   );
-  toggle.addEventListener("click", () => toggleFaces(person.identity, row, toggle));
+  toggle.addEventListener("click", () => toggleFaces(person.identity, row, toggle, collection));
   del.addEventListener("click", () =>
     confirmStep(
       del,
       `Delete ${person.identity} and ${person.faces === 1 ? "their face" : `all ${person.faces} faces`}?`,
       "Delete person",
-      () => erase(`/identities/${encodeName(person.identity)}`, `${person.identity} was deleted.`),
+      () => erase(inCollection(`/identities/${encodeName(person.identity)}`, collection), `${person.identity} was deleted.`),
     ),
   );
   return row;
@@ -101,22 +107,33 @@ function personRow(person) {
 
 export async function loadGallery() {
   const rows = $("gallery-rows");
+  const collection = getCollection();
+  if (collection !== shownFor) {
+    offset = 0;
+    showMessage($("gallery-message"), "");
+  }
+  const mine = ++loads;
   let page;
   try {
-    page = await api("GET", "/identities", { query: { limit: PAGE, offset } });
+    page = await api("GET", inCollection("/identities", collection), { query: { limit: PAGE, offset } });
   } catch (err) {
+    if (mine !== loads) return;
+    shownFor = collection;
     rows.replaceChildren();
     $("gallery-range").textContent = "";
     showMessage($("gallery-message"), err.describe ? err.describe() : String(err));
     return;
   }
+  if (mine !== loads) return;
+  shownFor = collection;
+  rows.dataset.collection = collection;
   if (!page.identities.length && offset > 0 && page.total > 0) {
     offset = Math.max(0, Math.floor((page.total - 1) / PAGE) * PAGE);
     return loadGallery();
   }
   rows.replaceChildren(
     ...(page.identities.length
-      ? page.identities.map(personRow)
+      ? page.identities.map((person) => personRow(person, collection))
       : [h("tr", {}, h("td", { colspan: 3, class: "muted" }, "Nobody is enrolled yet. ", h("a", { href: "#enrol" }, "Enrol someone.")))]),
   );
   const last = offset + page.identities.length;

@@ -1,8 +1,9 @@
 // Identify: a photo (file, drop or camera) → every face drawn with its box, five landmarks,
-// name or "unknown" and score, and the top-k candidates beside it.
+// name or "unknown" and score, and the top-k candidates beside it. Names come from the chosen
+// collection.
 
-import { api } from "./api.js";
-import { lastHealth, refreshStatus } from "./status.js";
+import { api, DEFAULT_COLLECTION, getCollection, inCollection } from "./api.js";
+import { lastCollection, lastHealth, refreshStatus } from "./status.js";
 import {
   $,
   describeThreshold,
@@ -137,13 +138,14 @@ function linkHover(stage, list) {
 
 async function identify(file) {
   const mine = ++generation;
+  const collection = getCollection();
   const message = $("identify-message");
   const result = $("identify-result");
   showMessage(message, "Looking for faces…", "info");
   const form = new FormData();
   form.append("image", file, file.name || "photo.jpg");
   const [answer, picture] = await Promise.allSettled([
-    api("POST", "/identify", { form, query: { top_k: $("identify-topk").value } }),
+    api("POST", inCollection("/identify", collection), { form, query: { top_k: $("identify-topk").value } }),
     uprightImage(file),
   ]);
   if (mine !== generation) return;
@@ -157,10 +159,16 @@ async function identify(file) {
   showMessage(message, "");
   const { faces } = answer.value;
   const health = lastHealth() || (await refreshStatus());
+  if (mine !== generation) return;
+  // An older service sends no threshold: the collection's in force, else the verify one.
+  const inForce =
+    lastCollection()?.name === collection
+      ? lastCollection().identification
+      : collection === DEFAULT_COLLECTION
+        ? health?.identification
+        : null;
   const threshold =
-    thresholdOf(answer.value.threshold) ??
-    thresholdOf(health?.identification) ??
-    thresholdOf(health?.model?.threshold);
+    thresholdOf(answer.value.threshold) ?? thresholdOf(inForce) ?? thresholdOf(health?.model?.threshold);
   const stage = $("identify-stage");
   const list = $("identify-faces");
   drawStage(stage, picture.status === "fulfilled" ? picture.value : null, faces);
@@ -168,6 +176,7 @@ async function identify(file) {
   const known = faces.filter((f) => f.identity).length;
   $("identify-summary").textContent = faces.length
     ? `${faces.length} ${faces.length === 1 ? "face" : "faces"}, ${known} recognised` +
+      ` · collection ${collection}` +
       (threshold ? ` · ${describeThreshold(threshold)}` : "")
     : "No face was found in this photo.";
   result.hidden = false;

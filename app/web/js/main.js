@@ -1,6 +1,7 @@
-// The page's entry point: the API-key field, the views behind #hash links, the status bar.
+// The page's entry point: the API-key and Collection fields, the views behind #hash links,
+// the status bar.
 
-import { getKey, setKey } from "./api.js";
+import { collectionProblem, DEFAULT_COLLECTION, getCollection, getKey, setCollection, setKey } from "./api.js";
 import { initEnrol } from "./enrol.js";
 import { initGallery, loadGallery } from "./gallery.js";
 import { initIdentify } from "./identify.js";
@@ -38,7 +39,40 @@ function keyField() {
   });
 }
 
+/** Show the chosen collection's name wherever the page names it. */
+function nameCollection() {
+  const name = getCollection();
+  for (const el of document.querySelectorAll(".collection-name")) el.textContent = name;
+  document.body.dataset.collection = name;
+}
+
+function collectionField() {
+  const input = $("collection");
+  const error = $("collection-error");
+  input.value = getCollection();
+  const apply = () => {
+    const name = input.value.trim() || DEFAULT_COLLECTION;
+    const problem = collectionProblem(name);
+    error.hidden = !problem;
+    error.textContent = problem ? `${problem} Still using the collection “${getCollection()}”.` : "";
+    input.setAttribute("aria-invalid", problem ? "true" : "false");
+    if (problem || name === getCollection()) return;
+    input.value = name;
+    setCollection(name);
+    nameCollection();
+    refreshStatus();
+    if (document.body.dataset.view === "gallery") loadGallery();
+  };
+  input.addEventListener("change", apply);
+  $("collection-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    apply();
+  });
+  nameCollection();
+}
+
 keyField();
+collectionField();
 initIdentify();
 initEnrol();
 initGallery();

@@ -9,7 +9,7 @@ import pytest
 from faceid_testkit import image_file, lfw, make_settings, running_app
 from fastapi.testclient import TestClient
 
-from app.guards import keys_match
+from app.keys import keys_match
 from faces import FacePipeline
 
 KEYS = "first-key-0123, second-key-4567"

@@ -8,6 +8,7 @@ import itertools
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 from faceid_testkit import REAL_MODEL_DIR, assert_error, lfw, make_settings, running_app
 from fastapi.testclient import TestClient
@@ -116,3 +117,18 @@ def test_fixed_threshold_setting_overrides_the_calibration(
         assert health["model"]["threshold"] == 0.6  # /verify uses it too
         r = c.post("/identify", files=upload(lfw("Al_Gore").read_bytes()))
         assert r.json()["faces"][0]["reason"] == "empty_gallery"
+
+
+def test_similarity_is_monotone_and_anchored_at_the_threshold() -> None:
+    from app.recognition import SIMILARITY_AT_THRESHOLD, MatchPolicy
+
+    for threshold in (0.3, 0.55, 0.641, 0.8):
+        scores = np.linspace(-1.0, 1.0, 2001)
+        values = [MatchPolicy.similarity(float(s), threshold) for s in scores]
+        assert all(0.0 <= v <= 1.0 for v in values)
+        assert all(b >= a for a, b in itertools.pairwise(values))
+        assert MatchPolicy.similarity(threshold, threshold) == SIMILARITY_AT_THRESHOLD
+        # just under the threshold stays under the anchor even once rounded
+        assert MatchPolicy.similarity(threshold - 1e-9, threshold) < SIMILARITY_AT_THRESHOLD
+        assert MatchPolicy.similarity(1.0, threshold) == 1.0
+        assert MatchPolicy.similarity(-1.0, threshold) == 0.0

@@ -32,12 +32,14 @@ from faceid_testkit import (
 from fastapi.testclient import TestClient
 
 from app.api.identities import MAX_OFFSET
+from app.server import HEALTH_RESERVE
 from app.settings import REPO_ROOT
 from faces import FacePipeline
 
 PHOTO = lfw("Al_Gore", 1)
 KEY = "hardening-key-1"
 AUTH = {"Authorization": f"Bearer {KEY}"}
+AUTH_LINE = f"Authorization: Bearer {KEY}\r\n".encode()
 MIB = 1 << 20
 
 
@@ -115,6 +117,65 @@ def test_unparseable_multipart_is_400_invalid_multipart(
         headers={"Content-Type": content_type},
     )
     assert_envelope(response, 400, "invalid_multipart")
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'--zzz\r\nContent-Disposition: form-data; name="image"; filename="a.jpg"\r\n'
+        b"Content-Type: image/jpeg\r\n\r\n\xff\xd8\xff",  # cut inside the part
+        b'--zzz\r\nContent-Disposition: form-data; name="image"; filename="a.jpg"\r\n',
+        b"--zzz\r\n",
+    ],
+    ids=["in-data", "in-headers", "after-boundary"],
+)
+def test_unterminated_multipart_is_400_invalid_multipart(client: TestClient, body: bytes) -> None:
+    # issue 28: Starlette's parser took a body without its closing boundary and the route
+    # saw a missing field (422 validation_error "Field required")
+    response = client.post(
+        "/identify", content=body, headers={"Content-Type": "multipart/form-data; boundary=zzz"}
+    )
+    assert_envelope(response, 400, "invalid_multipart")
+
+
+def test_terminated_multipart_still_works(client: TestClient) -> None:
+    photo = PHOTO.read_bytes()
+    body = (
+        b'--zzz\r\nContent-Disposition: form-data; name="image"; filename="a.jpg"\r\n'
+        b"Content-Type: image/jpeg\r\n\r\n" + photo + b"\r\n--zzz--"  # no final CRLF
+    )
+    response = client.post(
+        "/identify", content=body, headers={"Content-Type": "multipart/form-data; boundary=zzz"}
+    )
+    assert response.status_code == 200, response.text
+
+
+# ------------------------------------------------------------------------- bounds
+@pytest.mark.parametrize("value", ["1_000", "1.0", "0" * 30 + "1", "+1", " 1", "1 ", "0x10", "1e2"])
+@pytest.mark.parametrize("name", ["limit", "offset"])
+def test_integer_query_parameters_take_digits_only(
+    client: TestClient, name: str, value: str
+) -> None:
+    # issue 28: pydantic's lax int parsing took these although the OpenAPI says integer
+    body = assert_envelope(client.get("/identities", params={name: value}), 422, "validation_error")
+    assert name in body["error"]["message"]
+
+
+@pytest.mark.parametrize("name", ["top_k", "max_faces"])
+def test_identify_integer_parameters_take_digits_only(client: TestClient, name: str) -> None:
+    for value in ("1_0", "1.0", "0" * 30 + "1"):
+        response = client.post("/identify", params={name: value}, files=image_file(PHOTO))
+        body = assert_envelope(response, 422, "validation_error")
+        assert name in body["error"]["message"]
+    response = client.post("/identify", params={name: "02"}, files=image_file(PHOTO))
+    assert response.status_code == 200, response.text
+
+
+def test_embed_max_faces_takes_digits_only(client: TestClient) -> None:
+    response = client.post("/embed", params={"max_faces": "1.0"}, files=image_file(PHOTO))
+    assert_envelope(response, 422, "validation_error")
+    response = client.post("/embed", params={"max_faces": "1"}, files=image_file(PHOTO))
+    assert response.status_code == 200, response.text
 
 
 # ------------------------------------------------------------------------- bounds
@@ -323,7 +384,7 @@ def test_many_stalled_connections_are_all_closed(live: str) -> None:
 
 
 def test_connections_over_the_cap_get_503_at_once(live: str) -> None:
-    socks = [_connect(live) for _ in range(24)]
+    socks = [_connect(live) for _ in range(24 + HEALTH_RESERVE)]  # the cap and the reserve
     try:
         time.sleep(0.4)  # all accepted (each would be closed after the 1 s header timeout)
         with _connect(live) as extra:
@@ -335,6 +396,25 @@ def test_connections_over_the_cap_get_503_at_once(live: str) -> None:
             sock.close()
     time.sleep(0.3)
     assert httpx.get(f"{live}/health").status_code == 200
+
+
+def test_health_still_answers_when_one_client_holds_every_connection(live: str) -> None:
+    # issue 28: 256 idle sockets of one client shut everyone out, /health included
+    socks = [_connect(live) for _ in range(24)]  # FACEID_MAX_CONNECTIONS of this server
+    try:
+        time.sleep(0.4)
+        with _connect(live) as probe:
+            probe.sendall(b"GET /health HTTP/1.1\r\nHost: t\r\n\r\n")
+            status, _, body = _read_response(probe, timeout=3)
+            assert status == 200 and json.loads(body)["status"] == "ok"
+        with _connect(live) as other:
+            other.sendall(b"GET /identities HTTP/1.1\r\nHost: t\r\n" + AUTH_LINE + b"\r\n")
+            status, headers, body = _read_response(other, timeout=3)
+            assert status == 503 and _envelope_code(body) == "unavailable"
+            assert headers["connection"] == "close"
+    finally:
+        for sock in socks:
+            sock.close()
 
 
 @pytest.mark.parametrize(

@@ -241,3 +241,23 @@ def test_exif_rotated_faces_are_boxed_where_the_face_is(
     bare = _save(stored.convert("RGB"), "JPEG", quality=95)
     sideways = client.post("/identify", files={"image": ("s.jpg", bare)}).json()["faces"]
     assert not sideways or not np.allclose(sideways[0]["landmarks"], upright["landmarks"], atol=6)
+
+
+@pytest.mark.parametrize("name", sorted(CORPUS))
+def test_deepstack_recognize_judges_a_file_as_identify_does(client: TestClient, name: str) -> None:
+    """The DeepStack dialect's recognize route (``app.api.deepstack``) answers each file
+    as ``/identify`` does, in DeepStack's shape (400 for every refused input)."""
+    make, _ = CORPUS[name]
+    data = make()
+    files = {"image": (f"{name}.bin", data, "application/octet-stream")}
+    native = _outcome("/identify", client.post("/identify", files=files))
+    response = client.post("/v1/vision/face/recognize", files=files)
+    assert response.status_code < 500, response.text
+    body = response.json()
+    if native in (FACE, NO_FACE):
+        assert response.status_code == 200 and body["success"] is True, body
+        assert bool(body["predictions"]) == (native == FACE), body
+    else:
+        status, _ = native
+        assert response.status_code == (400 if status in (415, 422) else status), body
+        assert list(body) == ["success", "error", "duration"] and body["success"] is False

@@ -37,6 +37,7 @@ def test_enrollments_survive_reopening_and_reload_into_the_index(tmp_path: Path)
         "created_at",
         "content_hash",
         "crop",
+        "collection",
     ]
     conn.close()
 

@@ -72,6 +72,47 @@ def test_another_process_sees_enrollments_and_erasures_within_the_poll_interval(
         a.close()
 
 
+def test_collections_and_keys_reach_another_process_within_the_poll_interval(
+    opener: Opener,
+) -> None:
+    from app.gallery.records import utc_now
+    from app.gallery.storage import KeyRecord
+
+    class Keys:
+        def __init__(self) -> None:
+            self.records: list[KeyRecord] = []
+
+        def load(self, records: list[KeyRecord]) -> None:
+            self.records = records
+
+    a = GalleryService.open(opener())
+    b = GalleryService.open(opener())
+    keys = Keys()
+    b.follow_keys(keys)
+    b.start_sync(poll_s=0.05)
+    try:
+        ada = a.enroll("Ada", _vec(1), collection="front")
+        a.enroll("Ada", _vec(2))  # the same name in default is another person
+        wait_until(lambda: ada.face_id in b.index_of("front"), timeout=2.0)
+        wait_until(lambda: b.size() == (1, 1), timeout=2.0)
+        assert b.size("front") == (1, 1) and ada.face_id not in b.index
+        [[(who, score)]] = b.index_of("front").search(_vec(1)[None], top_k=1)
+        assert who == "Ada" and score == pytest.approx(1.0, abs=1e-6)
+        assert [s.name for s in b.collection_sizes()] == ["default", "front"]
+        assert b.store.count("front") == (1, 1) and b.store.count() == (2, 2)
+        assert a.delete_identity("Ada", "front") == 1
+        wait_until(lambda: b.size("front") == (0, 0), timeout=2.0)
+        assert b.size() == (1, 1)  # default's Ada is untouched
+        a.store.add_key(KeyRecord("k1", "h" * 64, "manage", ("front",), utc_now()))
+        wait_until(lambda: [r.key_id for r in keys.records] == ["k1"], timeout=2.0)
+        assert a.store.revoke_key("k1", utc_now())
+        wait_until(lambda: keys.records[0].revoked_at is not None, timeout=2.0)
+        assert not a.store.revoke_key("k1", utc_now())
+    finally:
+        b.close()
+        a.close()
+
+
 def test_own_writes_are_visible_at_once_and_replaying_the_log_changes_nothing(
     opener: Opener,
 ) -> None:
@@ -196,12 +237,13 @@ def test_a_version_1_sqlite_file_is_migrated_in_place(tmp_path: Path) -> None:
     conn.close()
     service = GalleryService.open(GalleryStore(db, "m/1", DIM))
     assert service.faces == 1 and service.change_seq == 0
+    assert service.size("default") == (1, 1)  # faces from before collections
     service.enroll("Bob", _vec(2))
     service.close()
     conn = sqlite3.connect(db)
     assert conn.execute("SELECT version FROM schema_version").fetchall() == [(SCHEMA_VERSION,)]
     columns = [r[1] for r in conn.execute("PRAGMA table_info(faces)")]
-    assert columns[-2:] == ["content_hash", "crop"]
+    assert columns[-3:] == ["content_hash", "crop", "collection"]
     assert conn.execute("SELECT op FROM changes").fetchall() == [("add",)]
     conn.close()
 
