@@ -26,6 +26,9 @@ MAKE_IMAGES = ROOT / "deploy" / "local-images" / "make-images.sh"
 PG_ENTRYPOINT = ROOT / "deploy" / "local-images" / "postgres" / "docker-entrypoint.sh"
 SCRIPTS = [CONTAINER_SMOKE, COMPOSE_SMOKE, MAKE_IMAGES]
 
+# Most of these run a shell script or shellcheck (bash -n, make-images.sh …).
+pytestmark = pytest.mark.subprocess
+
 
 @pytest.mark.parametrize("script", SCRIPTS, ids=lambda p: p.name)
 def test_script_is_executable_strict_bash(script: Path) -> None:
