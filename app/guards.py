@@ -29,8 +29,9 @@ from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.errors import ApiError, dialect_error
+from app.gallery.storage import DEFAULT_COLLECTION
 from app.keys import OPEN, KeyRing, Principal
-from app.route_policy import RouteTable
+from app.route_policy import GALLERY_ROUTES, RouteTable
 
 CLOSE = {"Connection": "close"}
 
@@ -111,6 +112,8 @@ class AccessMiddleware:
             )
         else:
             collection = route.params.get("collection")
+            if collection is None and route.template in GALLERY_ROUTES:
+                collection = DEFAULT_COLLECTION  # today's routes work on `default`
             if collection is not None and not principal.can_use(collection):
                 problem = ("not_found", f"No collection named {collection[:80]!r}.")
             else:

@@ -136,6 +136,16 @@ def test_a_key_learns_nothing_about_a_collection_it_does_not_open(client: TestCl
     assert client.get("/health").json()["collections"] == []  # no key: no names
     everything = client.get("/health", headers=_headers(ADMIN)).json()["collections"]
     assert "secret" in [c["name"] for c in everything]
+    # today's routes are the collection `default`, which this key does not open either
+    _enrol(client, ADMIN, "default", "George_W_Bush", BUSH)
+    for method, path in (("GET", "/identities"), ("GET", "/identities/George_W_Bush")):
+        response = client.request(method, path, headers=h)
+        assert response.status_code == 404 and response.json()["error"]["code"] == "not_found"
+    identify = client.post("/identify", files=image_file(BUSH_PROBE), headers=h)
+    assert identify.status_code == 404, identify.text
+    enrol = client.post("/identities/Intruder/faces", files=image_file(BUSH), headers=h)
+    assert enrol.status_code == 404, enrol.text
+    assert client.delete("/identities/George_W_Bush", headers=_headers(ADMIN)).status_code == 204
 
 
 def test_each_collection_has_the_threshold_calibrated_for_its_size(client: TestClient) -> None:
