@@ -12,6 +12,7 @@ stored: the outcome is the same as one uninterrupted run, without duplicates.
 
 from __future__ import annotations
 
+import hashlib
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,6 +41,37 @@ STATUSES = (
 )
 
 
+@dataclass(frozen=True)
+class Shard:
+    """Share ``index`` (1-based) of ``count``: a stable split of the people of a photo
+    tree. A person's photos all fall in one share, chosen from the SHA-256 of their folder
+    name (the same on every machine and run), so no two shards ever enrol the same photo
+    under the same person, and the content-hash check that makes a rerun skip what is
+    stored works within each shard as in one run."""
+
+    index: int
+    count: int
+
+    @classmethod
+    def parse(cls, text: str) -> Shard:
+        """``"I/N"`` with 1 <= I <= N (ValueError otherwise)."""
+        index, sep, count = text.partition("/")
+        if not (sep and index.isdigit() and count.isdigit()):
+            raise ValueError(f"a shard is I/N, e.g. 1/4, not {text!r}")
+        shard = cls(int(index), int(count))
+        if not 1 <= shard.index <= shard.count:
+            raise ValueError(f"shard {text!r}: I must be between 1 and N")
+        return shard
+
+    def owns(self, folder: str) -> bool:
+        """Whether the person of this folder name is in this share."""
+        digest = hashlib.sha256(folder.encode("utf-8")).digest()
+        return int.from_bytes(digest[:8], "big") % self.count == self.index - 1
+
+    def __str__(self) -> str:
+        return f"{self.index}/{self.count}"
+
+
 @dataclass
 class BulkReport:
     """What ``enroll_folder`` did, per person and in total (written as JSON)."""
@@ -52,6 +84,7 @@ class BulkReport:
     interrupted: bool = False
     totals: Counter[str] = field(default_factory=Counter)
     identities: dict[str, dict[str, Any]] = field(default_factory=dict)
+    shard: str | None = None
 
     def record(self, identity: str, photo: Path, status: str, detail: str = "") -> None:
         """Count one photo's outcome; anything but a success is listed with its reason."""
@@ -70,6 +103,7 @@ class BulkReport:
             "started_at": self.started_at,
             "finished_at": self.finished_at,
             "interrupted": self.interrupted,
+            "shard": self.shard,
             "totals": {s: self.totals.get(s, 0) for s in STATUSES}
             | {"photos": sum(self.totals.values())},
             "identities": self.identities,
@@ -112,15 +146,20 @@ def enroll_folder(
     progress: bool = True,
     report: BulkReport | None = None,
     collection: str = DEFAULT_COLLECTION,
+    shard: Shard | None = None,
 ) -> BulkReport:
     """Enrol every photo of ``root/<identity>/`` into ``collection`` (see the module
-    docstring) and return the
-    report (``report``, if given, is filled in as the run goes, so that a caller can write
-    it even when the run stops part-way: an exception is re-raised with the report marked
-    ``interrupted``)."""
+    docstring) and return the report (``report``, if given, is filled in as the run goes,
+    so that a caller can write it even when the run stops part-way: an exception is
+    re-raised with the report marked ``interrupted``). With ``shard``, only the people of
+    that share (``Shard.owns``): N processes or machines, each with its own shard of the
+    same N, enrol every photo exactly once between them."""
     if report is None:
         report = BulkReport(str(root), embedder.card.model_id, store.location)
     jobs = _listing(root)
+    if shard is not None:
+        report.shard = str(shard)
+        jobs = [job for job in jobs if shard.owns(job[0])]
     seen: dict[tuple[str, str], Path] = {}
     try:
         with tqdm(total=len(jobs), unit="photo", disable=not progress, desc="enrol") as bar:
@@ -202,3 +241,36 @@ def _enroll_chunk(
     store.add_faces(rows)  # the chunk's faces, all or none
     for photo, _ in accepted:
         report.record(photo.identity, photo.path, "enrolled")
+
+
+def merge_reports(reports: list[dict[str, Any]]) -> dict[str, Any]:
+    """One report from the reports of the shards of one enrolment (``enroll --shard``):
+    totals added up, each person's counts and problems put together, the shards listed."""
+    if not reports:
+        raise ValueError("no report to merge")
+    formats = {r.get("format") for r in reports}
+    if formats != {"faceid-bulk-enrolment-report/1"}:
+        raise ValueError(f"not bulk enrolment reports: {sorted(map(str, formats))}")
+    totals: Counter[str] = Counter()
+    identities: dict[str, dict[str, Any]] = {}
+    for report in reports:
+        totals.update(report["totals"])
+        for name, entry in report["identities"].items():
+            merged = identities.setdefault(name, {s: 0 for s in STATUSES} | {"problems": []})
+            for status in STATUSES:
+                merged[status] += entry.get(status, 0)
+            merged["problems"] += entry.get("problems", [])
+    finished = [r.get("finished_at") for r in reports]
+    return {
+        "format": "faceid-bulk-enrolment-report/1",
+        "root": reports[0]["root"],
+        "model": reports[0]["model"],
+        "gallery": reports[0]["gallery"],
+        "started_at": min(r["started_at"] for r in reports),
+        "finished_at": None if None in finished else max(str(f) for f in finished),
+        "interrupted": any(r.get("interrupted") for r in reports),
+        "shard": None,
+        "shards": sorted(str(r.get("shard")) for r in reports),
+        "totals": {s: totals.get(s, 0) for s in [*STATUSES, "photos"]},
+        "identities": dict(sorted(identities.items())),
+    }

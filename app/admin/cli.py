@@ -1,6 +1,8 @@
 """``python -m app.gallery``: gallery commands for operators.
 
-    enroll DIR        enrol every photo of DIR/<identity>/ (bulk, resumable)
+    enroll DIR        enrol every photo of DIR/<identity>/ (bulk, resumable;
+                      --shard I/N: share I of N, for N processes or machines)
+    merge-reports OUT REPORT...   one report from the shards' reports
     export FILE       write the gallery to a versioned file (backup, moving machines)
     import FILE       load such a file into the gallery
     reembed ...       build a gallery for a new model from this one (README: Upgrading)
@@ -22,6 +24,15 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
+
+
+def _shard(text: str) -> Any:
+    from app.admin.bulk import Shard
+
+    try:
+        return Shard.parse(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
 
 
 def _collection(text: str) -> str:
@@ -65,6 +76,20 @@ def _parser() -> argparse.ArgumentParser:
     enroll.add_argument(
         "--collection", type=_collection, default=None, help="the collection (default: default)"
     )
+    enroll.add_argument(
+        "--shard",
+        type=_shard,
+        default=None,
+        metavar="I/N",
+        help="enrol only share I of N (a stable split of the people): run N of these, on one "
+        "or several machines against one PostgreSQL gallery, and every photo is enrolled once",
+    )
+
+    merge = commands.add_parser(
+        "merge-reports", help="one report from the reports of the shards of one enrolment"
+    )
+    merge.add_argument("out", type=Path, metavar="OUT")
+    merge.add_argument("reports", type=Path, nargs="+", metavar="REPORT")
 
     export = commands.add_parser("export", help="write the gallery to FILE")
     export.add_argument("file", type=Path, metavar="FILE")
@@ -154,6 +179,8 @@ def _run(args: argparse.Namespace, settings: Any) -> int:
     progress = not args.quiet
     if args.command == "reembed":
         return _reembed(args, settings, progress)
+    if args.command == "merge-reports":
+        return _merge_reports(args)
     checked = preflight(settings)
     store = checked.store
     try:
@@ -196,6 +223,7 @@ def _run(args: argparse.Namespace, settings: Any) -> int:
                 progress,
                 report,
                 args.collection or DEFAULT_COLLECTION,
+                args.shard,
             )
         finally:
             embedder.close()
@@ -210,6 +238,25 @@ def _run(args: argparse.Namespace, settings: Any) -> int:
         return 0
     finally:
         store.close()
+
+
+def _merge_reports(args: argparse.Namespace) -> int:
+    from app.admin.bulk import merge_reports
+    from app.domain_errors import StartupError
+
+    try:
+        reports = [json.loads(path.read_text(encoding="utf-8")) for path in args.reports]
+        merged = merge_reports(reports)
+    except (OSError, ValueError, KeyError) as exc:
+        raise StartupError(f"cannot merge the reports: {exc}") from exc
+    _write_report(args.out, merged)
+    totals = merged["totals"]
+    print(
+        f"{len(reports)} reports ({', '.join(merged['shards'])}): {totals['photos']} photos, "
+        f"{totals['enrolled']} enrolled, {totals['already_enrolled']} already enrolled; "
+        f"merged report: {args.out}"
+    )
+    return 0
 
 
 def _reembed(args: argparse.Namespace, settings: Any, progress: bool) -> int:

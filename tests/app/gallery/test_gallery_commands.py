@@ -17,6 +17,7 @@ import sys
 import time
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -32,6 +33,7 @@ from fastapi.testclient import TestClient
 
 from app.admin.cli import main
 from app.gallery.crops import new_key
+from app.gallery.storage import open_storage
 from app.settings import REPO_ROOT
 from faces import FacePipeline
 
@@ -441,3 +443,86 @@ def test_kept_crops_on_postgresql_move_to_a_new_model_and_go_with_erasure(
         with psycopg.connect(cluster.url) as conn:
             rows = conn.execute("SELECT identity, crop IS NOT NULL FROM faces").fetchall()
         assert len(rows) == 2 and all(who == PEOPLE[1] and kept for who, kept in rows)
+
+
+# ---------------------------------------------------------------- sharded enrolment
+def test_shards_split_people_stably_and_completely() -> None:
+    from app.admin.bulk import Shard
+
+    names = [f"person_{i}" for i in range(300)]
+    shards = [Shard.parse(f"{i}/3") for i in (1, 2, 3)]
+    owners = [[s for s in shards if s.owns(name)] for name in names]
+    assert all(len(o) == 1 for o in owners)  # every person in exactly one share
+    sizes = [sum(1 for o in owners if o[0] is s) for s in shards]
+    assert min(sizes) > 60  # and the shares are not lopsided
+    assert [Shard.parse("2/3").owns(n) for n in names] == [shards[1].owns(n) for n in names]
+    for bad in ("0/3", "4/3", "3", "a/b", "1/0"):
+        with pytest.raises(ValueError):
+            Shard.parse(bad)
+
+
+@pytest.mark.postgres
+@pytest.mark.subprocess
+def test_two_sharded_enrolments_on_one_postgresql_enrol_every_photo_once(
+    postgres: Any, tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    postgres.reset()
+    people = sorted(p.name for p in LFW.iterdir() if len(list(p.iterdir())) >= 2)[:12]
+    photos = _photo_tree(tmp_path / "photos", people, 2)
+    env = {
+        **os.environ,
+        "FACEID_MODEL_DIR": str(tiny_model_dir),
+        "FACEID_DATABASE_URL": postgres.url,
+        "FACEID_LOG_LEVEL": "WARNING",
+    }
+
+    def run_shards(tag: str) -> list[dict[str, Any]]:
+        command = [sys.executable, "-m", "app.gallery", "--quiet", "enroll"]
+        command.append(str(tmp_path / "photos"))
+        procs = [
+            subprocess.Popen(
+                [*command, "--shard", f"{i}/2", "--report", str(tmp_path / f"{tag}-{i}.json")],
+                cwd=REPO_ROOT,
+                env=env,
+            )
+            for i in (1, 2)
+        ]
+        assert [p.wait(300) for p in procs] == [0, 0]
+        return [json.loads((tmp_path / f"{tag}-{i}.json").read_text()) for i in (1, 2)]
+
+    first = run_shards("first")
+    assert [r["shard"] for r in first] == ["1/2", "2/2"]
+    seen = [set(r["identities"]) for r in first]
+    assert seen[0].isdisjoint(seen[1]) and seen[0] | seen[1] == set(people)
+    assert all(r["totals"]["photos"] > 0 for r in first)  # both shares had work
+
+    store = open_storage(postgres.url, tmp_path / "unused", *_card_of(tiny_model_dir))
+    try:
+        stored = [(f.identity, f.content_hash) for f in store.iter_faces()]
+    finally:
+        store.close()
+    enrolled = sum(r["totals"]["enrolled"] for r in first)
+    assert len(stored) == len(set(stored)) == enrolled  # every photo at most once
+    refused = sum(r["totals"]["no_face"] + r["totals"]["low_quality"] for r in first)
+    assert enrolled + refused == len(photos)  # ... and every photo once
+
+    again = run_shards("again")
+    assert sum(r["totals"]["enrolled"] for r in again) == 0
+    assert sum(r["totals"]["already_enrolled"] for r in again) == enrolled
+
+    out = tmp_path / "merged.json"
+    merge = [sys.executable, "-m", "app.gallery", "merge-reports", str(out)]
+    merge += [str(tmp_path / f"first-{i}.json") for i in (1, 2)]
+    assert subprocess.run(merge, cwd=REPO_ROOT, env=env, timeout=120).returncode == 0
+    merged = json.loads(out.read_text())
+    assert merged["shards"] == ["1/2", "2/2"]
+    assert merged["totals"]["enrolled"] == enrolled
+    assert merged["totals"]["photos"] == len(photos)
+    assert set(merged["identities"]) == set(people)
+
+
+def _card_of(model_dir: Path) -> tuple[str, int]:
+    from app.inference.model import load_card
+
+    card = load_card(model_dir)
+    return card.model_id, card.embedding_dim
