@@ -140,6 +140,14 @@ class MatchPolicy:
         value = anchor * (max(score, -1.0) + 1.0) / (t + 1.0)
         return min(round(value, 5), anchor - 1e-5)
 
+    @staticmethod
+    def pair_score(a: np.ndarray, b: np.ndarray) -> float:
+        """The cosine of two L2-normalised embeddings (one-to-one comparisons)."""
+        score = float(np.dot(a, b))
+        if not math.isfinite(score):
+            raise RuntimeError("the model returned a non-finite embedding")
+        return score
+
     def decide(self, face: AlignedFace, candidates: Candidates, threshold: float) -> Decision:
         """Named, unknown or refused for low quality: never a guess under the floor."""
         best = candidates[0] if candidates else None
@@ -158,6 +166,7 @@ class IdentifiedFace:
     face: AlignedFace
     decision: Decision
     candidates: Candidates
+    embedding: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -337,9 +346,12 @@ class Recognizer:
         return Identification(
             [
                 IdentifiedFace(
-                    face, self.policy.decide(face, candidates, in_force.value), candidates
+                    face,
+                    self.policy.decide(face, candidates, in_force.value),
+                    candidates,
+                    embedding,
                 )
-                for face, candidates in zip(faces, matches, strict=True)
+                for face, candidates, embedding in zip(faces, matches, embeddings, strict=True)
             ],
             in_force,
         )
@@ -353,15 +365,29 @@ class Recognizer:
             if not faces:
                 raise NoFace(f"No face was found in '{field}'.")
         embeddings = await self.embed([faces_a[0], faces_b[0]])
-        score = float(np.dot(embeddings[0], embeddings[1]))
-        if not math.isfinite(score):
-            raise RuntimeError("the model returned a non-finite embedding")
+        score = self.policy.pair_score(embeddings[0], embeddings[1])
         threshold = self.policy.verify_threshold
         return Verification(score >= threshold, score, threshold, (faces_a[0], faces_b[0]))
 
     async def _enrollable_in(self, data: bytes) -> tuple[AlignedFace, int]:
         faces = await self.find_faces(data, "/identities/{identity}/faces", None)
         return self.policy.enrollable(faces), len(faces)
+
+    async def enroll_faces(
+        self,
+        identity: str,
+        faces: list[tuple[AlignedFace, bytes]],
+        collection: str = DEFAULT_COLLECTION,
+    ) -> list[Enrollment]:
+        """Store faces already found and judged enrollable (each with the bytes of its
+        photo, for the content hash) under ``identity``, in one transaction: embedded
+        through the batcher, with their sealed crops when crops are kept."""
+        embeddings = await self.embed([face for face, _ in faces])
+        new_faces = [
+            NewFace(identity, embedding, content_hash(data), face.crop, collection)
+            for (face, data), embedding in zip(faces, embeddings, strict=True)
+        ]
+        return await self.run_db(self.gallery.enroll_many, new_faces)
 
     async def enroll_photos(
         self, identity: str, photos: list[bytes], collection: str = DEFAULT_COLLECTION
@@ -384,12 +410,9 @@ class Recognizer:
                 outcomes.append(None)
                 accepted.append((i, *result))
         if accepted:
-            embeddings = await self.embed([face for _, face, _ in accepted])
-            new_faces = [
-                NewFace(identity, embedding, content_hash(photos[i]), face.crop, collection)
-                for (i, face, _), embedding in zip(accepted, embeddings, strict=True)
-            ]
-            enrolled = await self.run_db(self.gallery.enroll_many, new_faces)
+            enrolled = await self.enroll_faces(
+                identity, [(face, photos[i]) for i, face, _ in accepted], collection
+            )
             for (i, face, detected), enrollment in zip(accepted, enrolled, strict=True):
                 outcomes[i] = PhotoOutcome(EnrolledFace(enrollment, face, detected), None)
         return [o for o in outcomes if o is not None]

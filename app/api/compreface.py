@@ -28,7 +28,6 @@ import asyncio
 import base64
 import binascii
 import json
-import math
 import time
 import unicodedata
 from dataclasses import dataclass
@@ -44,8 +43,6 @@ from app.api.deps import CollectionName, Ready, read_upload
 from app.domain_errors import NoFace
 from app.errors import ApiError, DialectError
 from app.gallery.names import validate_identity
-from app.gallery.service import NewFace
-from app.gallery.storage import content_hash
 from app.recognition import Recognizer
 from app.schemas import error_responses
 from faces import AlignedFace
@@ -374,10 +371,8 @@ async def _all_subjects(recognizer: Recognizer, collection: str) -> list[str]:
 
 
 def _similarity(recognizer: Recognizer, a: np.ndarray, b: np.ndarray) -> float:
-    score = float(np.dot(a, b))
-    if not math.isfinite(score):
-        raise RuntimeError("the model returned a non-finite embedding")
-    return recognizer.policy.similarity(score, recognizer.policy.verify_threshold)
+    policy = recognizer.policy
+    return policy.similarity(policy.pair_score(a, b), policy.verify_threshold)
 
 
 # ------------------------------------------------------------------- recognition
@@ -413,11 +408,10 @@ async def compreface_recognize(
     clock.lap("detector")
     top_k = _MAX_PREDICTIONS if prediction_count < 0 else min(prediction_count, _MAX_PREDICTIONS)
     found = await recognizer.identify_faces(faces, top_k, None, collection)
-    embeddings = await recognizer.embed(faces) if options.calculator else None
     clock.lap("calculator")
     threshold = found.threshold.value
     result = []
-    for i, face in enumerate(found.faces):
+    for face in found.faces:
         subjects = (
             []
             if face.decision.reason == "low_quality"
@@ -426,7 +420,7 @@ async def compreface_recognize(
                 for name, score in face.candidates
             ]
         )
-        embedding = None if embeddings is None else embeddings[i]
+        embedding = face.embedding if options.calculator else None
         result.append(
             {
                 "box": _box(face.face),
@@ -551,9 +545,7 @@ async def compreface_add_example(
     if len(faces) > 1:
         raise DialectError(400, 31, "More than one face in the source image")
     face = recognizer.policy.enrollable(faces)
-    [embedding] = await recognizer.embed([face])
-    new = NewFace(name, embedding, content_hash(data), face.crop, collection)
-    [enrolled] = await recognizer.run_db(recognizer.gallery.enroll_many, [new])
+    [enrolled] = await recognizer.enroll_faces(name, [(face, data)], collection)
     return {"image_id": enrolled.face_id, "subject": enrolled.identity}
 
 
