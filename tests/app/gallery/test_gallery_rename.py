@@ -4,15 +4,13 @@ identity, and another process following all of it through the change log."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 
 import numpy as np
-import pytest
-from pg_testkit import PostgresCluster, wait_until
+from pg_testkit import wait_until
 
 from app.gallery.service import GalleryService, NewFace
-from app.gallery.storage import GalleryStorage, open_storage
+from app.gallery.storage import GalleryStorage
 
 DIM = 8
 Opener = Callable[[], GalleryStorage]
@@ -21,17 +19,6 @@ Opener = Callable[[], GalleryStorage]
 def _vec(seed: int) -> np.ndarray:
     v = np.random.default_rng(seed).standard_normal(DIM).astype(np.float32)
     return v / np.linalg.norm(v)
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def opener(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Opener]:
-    if request.param == "sqlite":
-        db = tmp_path / "gallery.sqlite3"
-        yield lambda: open_storage(None, db, "m/1", DIM)
-        return
-    cluster: PostgresCluster = request.getfixturevalue("postgres")
-    cluster.reset()
-    yield lambda: open_storage(cluster.url, tmp_path / "unused.sqlite3", "m/1", DIM)
 
 
 def _who(service: GalleryService, seed: int, collection: str = "c") -> str | None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -28,18 +28,6 @@ Opener = Callable[[], GalleryStorage]
 def _vec(seed: int) -> np.ndarray:
     v = np.random.default_rng(seed).standard_normal(DIM).astype(np.float32)
     return v / np.linalg.norm(v)
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def opener(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Opener]:
-    """Opens a new handle (a new connection) on one fresh gallery database."""
-    if request.param == "sqlite":
-        db = tmp_path / "gallery.sqlite3"
-        yield lambda: open_storage(None, db, "m/1", DIM)
-        return
-    cluster: PostgresCluster = request.getfixturevalue("postgres")
-    cluster.reset()
-    yield lambda: open_storage(cluster.url, tmp_path / "unused.sqlite3", "m/1", DIM)
 
 
 def _db_faces(store: GalleryStorage) -> set[str]:
