@@ -146,6 +146,7 @@ class RouteTable:
     def __init__(self, app: ASGIApp, settings: Settings) -> None:
         self.app = app
         self.settings = settings
+        self._static: tuple[str, ...] | None = None
         self._templates: list[tuple[re.Pattern[str], str, RoutePolicy]] = [
             (compile_path(template)[0], template, policy) for template, policy in ROUTES.items()
         ]
@@ -170,12 +171,15 @@ class RouteTable:
         return self.match(scope).policy
 
     def static_prefixes(self) -> tuple[str, ...]:
-        """Static-file mounts (page and documentation assets: nothing secret)."""
-        return tuple(
-            route.path.rstrip("/") + "/"
-            for route in getattr(self.app, "routes", ())
-            if isinstance(route, Mount) and isinstance(route.app, StaticFiles)
-        )
+        """Static-file mounts (page and documentation assets: nothing secret), found once:
+        the app mounts them before it serves."""
+        if self._static is None:
+            self._static = tuple(
+                route.path.rstrip("/") + "/"
+                for route in getattr(self.app, "routes", ())
+                if isinstance(route, Mount) and isinstance(route.app, StaticFiles)
+            )
+        return self._static
 
     def is_public(self, scope: Scope) -> bool:
         """Whether ``scope`` may be served without a key."""
