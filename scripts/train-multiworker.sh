@@ -16,14 +16,15 @@
 #                 from the chief's backup (--resume is always passed, so a restarted
 #                 worker continues the run instead of refusing its run directory)
 #   -l LOG_DIR    worker-<i>.log (stderr and stdout of every attempt) and worker-<i>.pid
-#                 (the running attempt's process) go here (default <run-dir>/../<name>-logs,
-#                 or runs/multiworker-logs)
+#                 (the running attempt's process) go here (default <run-dir>-logs)
 #
+# Relative paths are taken from the repository root (the script runs there).
 # Exits 0 when every worker finished, else with the first failing worker's status.
 # PYTHON picks the interpreter (default .venv/bin/python when present, else python3).
-set -uo pipefail
+set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"  # relative paths (--run-dir, -l) are relative to the repository root
 WORKERS=2
 BASE_PORT=""
 RESTARTS=3
@@ -34,11 +35,11 @@ while getopts "n:p:r:l:h" opt; do
         p) BASE_PORT="$OPTARG" ;;
         r) RESTARTS="$OPTARG" ;;
         l) LOG_DIR="$OPTARG" ;;
-        *) sed -n '2,24p' "${BASH_SOURCE[0]}"; exit 2 ;;
+        *) sed -n '2,23p' "${BASH_SOURCE[0]}"; exit 2 ;;
     esac
 done
 shift $((OPTIND - 1))
-[ "${1:-}" = "--" ] && shift
+if [ "${1:-}" = "--" ]; then shift; fi
 TRAIN_ARGS=("$@")
 
 if [ -z "${PYTHON:-}" ]; then
@@ -80,9 +81,9 @@ run_worker() {
         TF_CONFIG="{\"cluster\": {\"worker\": [$CLUSTER]}, \"task\": {\"type\": \"worker\", \"index\": $index}}" \
             "$PYTHON" -m training train "${TRAIN_ARGS[@]}" --resume >>"$log" 2>&1 &
         echo $! >"$LOG_DIR/worker-$index.pid"
-        wait $!
-        rc=$?
-        [ "$rc" -eq 0 ] && return 0
+        rc=0
+        wait $! || rc=$?
+        if [ "$rc" -eq 0 ]; then return 0; fi
         attempt=$((attempt + 1))
         if [ "$attempt" -gt "$RESTARTS" ]; then
             echo "worker $index: exit $rc, no restarts left" >&2
@@ -93,7 +94,6 @@ run_worker() {
     done
 }
 
-cd "$ROOT" || exit 1
 echo "cluster of $WORKERS worker(s) on localhost ports ${PORTS[*]}; logs in $LOG_DIR" >&2
 PIDS=()
 for ((i = 0; i < WORKERS; i++)); do
@@ -102,8 +102,8 @@ for ((i = 0; i < WORKERS; i++)); do
 done
 STATUS=0
 for pid in "${PIDS[@]}"; do
-    wait "$pid"
-    rc=$?
-    [ "$STATUS" -eq 0 ] && STATUS=$rc
+    rc=0
+    wait "$pid" || rc=$?
+    if [ "$STATUS" -eq 0 ]; then STATUS=$rc; fi
 done
 exit "$STATUS"

@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -59,8 +60,11 @@ class Split:
         return cls(seed=raw["seed"], train=raw["train"], val=raw["val"], rules=raw.get("rules", {}))
 
     def save(self, path: Path) -> None:
+        """Write atomically: another worker of a multi-worker run may be reading it."""
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(self.to_json(), indent=1))
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(self.to_json(), indent=1))
+        os.replace(tmp, path)
 
     @classmethod
     def load(cls, path: Path) -> Split:

@@ -74,6 +74,15 @@ def _epoch_losses(log: str) -> list[str]:
     return re.findall(r"epoch \d+/\d+ done in [\d.]+s: \{'loss': ([\d.]+)", log)
 
 
+@pytest.mark.subprocess
+def test_launcher_is_executable_strict_bash() -> None:
+    assert os.access(LAUNCHER, os.X_OK)
+    text = LAUNCHER.read_text()
+    assert text.startswith("#!/usr/bin/env bash\n") and "set -euo pipefail" in text
+    res = subprocess.run(["bash", "-n", str(LAUNCHER)], capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+
+
 def test_tf_config_roles() -> None:
     assert cluster_from_env({}) == Cluster()
     assert not Cluster().multi_worker and Cluster().is_chief
