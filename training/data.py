@@ -252,8 +252,15 @@ def distributed_train_dataset(
             len(arrays.labels),
             ctx.get_per_replica_batch_size(global_batch),
         )
+        # a shuffle seed per worker: with one seed, every worker would draw the same
+        # permutation of its shard, and worker 1's k-th crop would sit next to worker 0's
+        # k-th crop in the (identity-sorted) arrays: the same person twice in a batch
         return train_dataset(
-            part, ctx.get_per_replica_batch_size(global_batch), augment, shuffle_buffer, seed
+            part,
+            ctx.get_per_replica_batch_size(global_batch),
+            augment,
+            shuffle_buffer,
+            seed + ctx.input_pipeline_id,
         )
 
     return strategy.distribute_datasets_from_function(per_worker)

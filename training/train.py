@@ -59,7 +59,7 @@ def select_strategy(logical_cpus: int | None = None, cluster: Cluster | None = N
     if cluster is not None and cluster.multi_worker:
         # created before anything else touches TensorFlow's runtime: it starts this
         # worker's gRPC server and the collective ops (ring all-reduce on CPUs, NCCL
-        # when every worker has GPUs), and waits for all workers to join
+        # when every worker has GPUs) with the other workers of TF_CONFIG
         return tf.distribute.MultiWorkerMirroredStrategy()
     gpus = tf.config.list_logical_devices("GPU")
     if len(gpus) > 1:

@@ -74,6 +74,27 @@ def _epoch_losses(log: str) -> list[str]:
     return re.findall(r"epoch \d+/\d+ done in [\d.]+s: \{'loss': ([\d.]+)", log)
 
 
+def test_worker_shards_hold_every_crop_once() -> None:
+    import numpy as np
+
+    from training.data import Arrays, shard
+
+    arrays = Arrays(
+        crops=np.arange(7 * 2).reshape(7, 2).astype(np.uint8),
+        labels=np.array([0, 0, 0, 1, 1, 2, 2], np.int32),
+        keys=["a", "b", "c"],
+        files=[f"f{i}" for i in range(7)],
+    )
+    parts = [shard(arrays, i, 3) for i in range(3)]
+    assert [len(p.labels) for p in parts] == [3, 2, 2]
+    assert sorted(f for p in parts for f in p.files) == arrays.files
+    assert all(p.keys == arrays.keys for p in parts)  # every worker trains every class
+    for p in parts:
+        rows = [int(r[0]) // 2 for r in p.crops]  # crops stay with their labels and files
+        assert [arrays.labels[r] for r in rows] == p.labels.tolist()
+        assert [f"f{r}" for r in rows] == p.files
+
+
 @pytest.mark.subprocess
 def test_launcher_is_executable_strict_bash() -> None:
     assert os.access(LAUNCHER, os.X_OK)
