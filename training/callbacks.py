@@ -1,5 +1,7 @@
 """Keras callbacks of a training run (:func:`training.train.train` wires them up).
 
+- :class:`SharedBackupAndRestore`: Keras' BackupAndRestore that restores every worker of
+  a multi-worker job from the chief's backup.
 - :class:`BackboneGate`: backbone gradient × 0 during the head warm-up, then × mult.
 - :class:`MarginWarmup`: the additive margin ramps linearly from 0 over the first epochs.
 - :class:`StepLogger`: progress lines (loss, accuracy, learning rate, steps/s).
@@ -21,6 +23,42 @@ import numpy as np
 from training.config import ExperimentConfig
 
 log = logging.getLogger(__name__)
+
+
+class SharedBackupAndRestore(keras.callbacks.BackupAndRestore):
+    """Back up the training state each epoch into ``backup_dir``; restore from
+    ``restore_dir`` (the chief's backup) when training starts.
+
+    Keras 3's BackupAndRestore reads and writes one directory. In a multi-worker job
+    every worker must restore the same state, the chief's, while only the chief's backup
+    is kept (the others write theirs into a directory that is removed), as TensorFlow's
+    multi-worker guide describes. On one machine both directories are the run's
+    ``checkpoints/``.
+    """
+
+    _weights_path: str  # set by keras' BackupAndRestore
+    _training_metadata_path: str
+
+    def __init__(self, backup_dir: Path, restore_dir: Path) -> None:
+        super().__init__(str(backup_dir), save_freq="epoch", delete_checkpoint=False)
+        self.restore_dir = Path(restore_dir)
+
+    def on_train_begin(self, logs: dict | None = None) -> None:
+        written = self._weights_path, self._training_metadata_path
+        self._weights_path = str(self.restore_dir / Path(written[0]).name)
+        self._training_metadata_path = str(self.restore_dir / Path(written[1]).name)
+        try:
+            super().on_train_begin(logs)
+        finally:
+            self._weights_path, self._training_metadata_path = written
+        epoch = int(getattr(self.model, "_initial_epoch", None) or 0)
+        if epoch:
+            log.info(
+                "restored the backup in %s: %d epoch(s) done, continuing at epoch %d",
+                self.restore_dir,
+                epoch,
+                epoch + 1,
+            )
 
 
 class BackboneGate(keras.callbacks.Callback):

@@ -100,7 +100,11 @@ def _add_split(sub: Subcommands) -> None:
 
 
 def _add_train(sub: Subcommands) -> None:
-    p = sub.add_parser("train", help="train an embedding model")
+    p = sub.add_parser(
+        "train",
+        help="train an embedding model (with TF_CONFIG set: as one worker of a "
+        "MultiWorkerMirroredStrategy cluster; README, 'Training on several machines')",
+    )
     _common(p, config_required=True)
     p.add_argument("--run-dir", default=None, help="output directory (default runs/<config name>)")
     p.add_argument("--resume", action="store_true", help="continue the run in --run-dir")
@@ -109,7 +113,8 @@ def _add_train(sub: Subcommands) -> None:
         "--logical-cpus",
         type=int,
         default=None,
-        help="split the CPU into N logical devices and train with MirroredStrategy",
+        help="split the CPU into N logical devices and train with MirroredStrategy "
+        "(one machine; not with TF_CONFIG)",
     )
 
 

@@ -33,6 +33,7 @@ import numpy as np
 
 from faces.cpu import usable_cores
 from faces.model_contract import INPUT_SHAPE
+from training.cluster import Cluster, cluster_from_env, write_dir
 from training.config import ExperimentConfig, save_config
 
 log = logging.getLogger(__name__)
@@ -50,10 +51,16 @@ def configure_devices(logical_cpus: int | None = None) -> None:
         )
 
 
-def select_strategy(logical_cpus: int | None = None) -> Any:
-    """MirroredStrategy over all GPUs (or the logical CPUs) when there are several."""
+def select_strategy(logical_cpus: int | None = None, cluster: Cluster | None = None) -> Any:
+    """MultiWorkerMirroredStrategy when ``TF_CONFIG`` describes a cluster; else
+    MirroredStrategy over all GPUs (or the logical CPUs) when there are several."""
     import tensorflow as tf
 
+    if cluster is not None and cluster.multi_worker:
+        # created before anything else touches TensorFlow's runtime: it starts this
+        # worker's gRPC server and the collective ops (ring all-reduce on CPUs, NCCL
+        # when every worker has GPUs) with the other workers of TF_CONFIG
+        return tf.distribute.MultiWorkerMirroredStrategy()
     gpus = tf.config.list_logical_devices("GPU")
     if len(gpus) > 1:
         return tf.distribute.MirroredStrategy([g.name for g in gpus])
@@ -112,8 +119,12 @@ def build_backbone_from_config(cfg: ExperimentConfig, pretrained: bool | None = 
     )
 
 
-def build_training_model(backbone: Any, num_classes: int, cfg: ExperimentConfig) -> tuple[Any, Any]:
-    """(trainer model {"image","label"} → logits, gradient-scale layer)."""
+def build_training_model(
+    backbone: Any, num_classes: int, cfg: ExperimentConfig, multi_worker: bool = False
+) -> tuple[Any, Any]:
+    """(trainer model {"image","label"} → logits, gradient-scale layer); ``multi_worker``:
+    a :class:`training.multiworker_model.MultiWorkerTrainer`, for
+    MultiWorkerMirroredStrategy."""
     import keras
 
     from training.losses import MarginHead
@@ -134,7 +145,12 @@ def build_training_model(backbone: Any, num_classes: int, cfg: ExperimentConfig)
         easy_margin=cfg.loss.easy_margin,
         name="margin_head",
     )([emb, label])
-    return keras.Model({"image": image, "label": label}, logits, name="trainer"), gate
+    model_class = keras.Model
+    if multi_worker:
+        from training.multiworker_model import MultiWorkerTrainer
+
+        model_class = MultiWorkerTrainer
+    return model_class({"image": image, "label": label}, logits, name="trainer"), gate
 
 
 def make_optimizer(cfg: ExperimentConfig, steps_per_epoch: int) -> Any:
@@ -182,14 +198,39 @@ class _Devices:
     gpu: bool
     mixed: bool
     jit: bool
+    cluster: Cluster
 
     @property
     def replicas(self) -> int:
         return int(self.strategy.num_replicas_in_sync)
 
+    def batches(self, global_batch: int) -> dict[str, Any]:
+        """The batch plan: ``train.batch_size`` is the global batch of one optimiser step,
+        split evenly over the workers and, within a worker, over its replicas."""
+        workers, replicas = self.cluster.workers, self.replicas
+        if self.cluster.multi_worker and global_batch % replicas:
+            raise ValueError(
+                f"train.batch_size {global_batch} (the global batch) must split evenly over "
+                f"{replicas} replicas on {workers} worker(s)"
+            )
+        return {
+            "global_batch": global_batch,
+            "workers": workers,
+            "per_worker_batch": global_batch // workers,
+            "replicas": replicas,
+            "per_replica_batch": global_batch // replicas,
+        }
+
     @property
     def name(self) -> str:
         return "GPU" if self.gpu else "CPU"
+
+    @property
+    def strategy_name(self) -> str:
+        # tf.distribute.MultiWorkerMirroredStrategy's class is CollectiveAllReduceStrategy
+        if self.cluster.multi_worker:
+            return "MultiWorkerMirroredStrategy"
+        return type(self.strategy).__name__
 
 
 @dataclass
@@ -218,55 +259,103 @@ def train(
     data → model → fit → record: the split and its crops, the trainer compiled under the
     distribution strategy, ``fit`` with the run's callbacks, then the final weights and
     ``training_info.json``.
+
+    With ``TF_CONFIG`` set (see :mod:`training.cluster`) every worker of the cluster runs
+    this same function: the strategy is MultiWorkerMirroredStrategy, each worker feeds its
+    own shard of the training crops, and only the chief writes into ``run_dir`` (the
+    other workers write into a temporary directory that is removed).
     """
     started = time.monotonic()
-    run_dir = _open_run_dir(Path(run_dir), resume)
-    devices = _setup_devices(cfg, logical_cpus)
+    cluster = cluster_from_env()
+    if cluster.multi_worker and logical_cpus:
+        raise ValueError("--logical-cpus is for one machine; with TF_CONFIG leave it out")
+    run_dir = _open_run_dir(Path(run_dir), resume, create=cluster.is_chief)
+    devices = _setup_devices(cfg, logical_cpus, cluster)
 
-    data = _load_data(cfg, cache_dir, data_root, run_dir, resume, split_file)
-    save_config(cfg, run_dir / "config.yaml")
-    (run_dir / "classes.json").write_text(json.dumps(data.train.keys))
+    with write_dir(run_dir, cluster) as out:
+        data = _load_data(cfg, cache_dir, data_root, run_dir, out, resume, split_file)
+        save_config(cfg, out / "config.yaml")
+        (out / "classes.json").write_text(json.dumps(data.train.keys))
 
-    steps = cfg.train.steps_per_epoch or max(
-        1, math.ceil(len(data.train.labels) / cfg.train.batch_size)
-    )
-    backbone, trainer, gate = _build_and_compile(cfg, devices, data.num_classes, steps)
+        steps = cfg.train.steps_per_epoch or max(
+            1, math.ceil(len(data.train.labels) / cfg.train.batch_size)
+        )
+        batches = devices.batches(cfg.train.batch_size)
+        log.info(
+            "global batch %d = %d per worker × %d worker(s) (%d per replica); learning rate "
+            "%g is the peak for that global batch (%s)",
+            batches["global_batch"],
+            batches["per_worker_batch"],
+            batches["workers"],
+            batches["per_replica_batch"],
+            cfg.train.learning_rate,
+            LR_RULE,
+        )
+        backbone, trainer, gate = _build_and_compile(cfg, devices, data.num_classes, steps)
 
-    lfw = None
-    if cfg.data.lfw_pairs and (data_root / cfg.data.lfw_pairs).exists():
-        lfw = (data_root / cfg.data.lfw_pairs, data.identities)
-    history = trainer.fit(
-        _train_dataset(cfg, data),
-        epochs=cfg.train.epochs,
-        steps_per_epoch=steps,
-        callbacks=_callbacks(cfg, run_dir, resume, backbone, trainer, gate, data, lfw, steps),
-        verbose=0,
-        shuffle=False,
-    )
+        lfw = None
+        if cfg.data.lfw_pairs and (data_root / cfg.data.lfw_pairs).exists():
+            lfw = (data_root / cfg.data.lfw_pairs, data.identities)
+        dirs = _Dirs(run=run_dir, out=out, chief=cluster.is_chief)
+        history = trainer.fit(
+            _train_dataset(cfg, data, devices),
+            epochs=cfg.train.epochs,
+            steps_per_epoch=steps,
+            callbacks=_callbacks(cfg, dirs, resume, backbone, trainer, gate, data, lfw, steps),
+            verbose=0,
+            shuffle=False,
+        )
 
-    backbone.save_weights(str(run_dir / "final.weights.h5"))
-    return _record(run_dir, cfg, devices, data, len(history.epoch), time.monotonic() - started)
+        backbone.save_weights(str(out / "final.weights.h5"))
+        result = _record(
+            out, cfg, devices, data, len(history.epoch), time.monotonic() - started, batches
+        )
+    result.run_dir = run_dir
+    return result
 
 
-def _open_run_dir(run_dir: Path, resume: bool) -> Path:
-    """Create ``run_dir``; refuse one that already holds a run unless resuming."""
+# how the learning rate relates to the global batch (logged, and kept in the model card)
+LR_RULE = (
+    "train.learning_rate belongs to the global batch train.batch_size whatever the number "
+    "of workers, so N workers take the same optimiser steps as one; when changing the "
+    "global batch, scale the learning rate linearly with it and keep the warm-up "
+    "(Goyal et al. 2017)"
+)
+
+
+@dataclass
+class _Dirs:
+    run: Path  # the run directory: read on resume (split, the chief's backup)
+    out: Path  # where this worker writes: the run directory on the chief, else a temp dir
+    chief: bool
+
+
+def _open_run_dir(run_dir: Path, resume: bool, create: bool = True) -> Path:
+    """Create ``run_dir`` (when ``create``); refuse one that already holds a run unless
+    resuming."""
     if (run_dir / "checkpoints").exists() and not resume:
         raise FileExistsError(f"{run_dir} already holds a run: pass --resume or a new --run-dir")
-    run_dir.mkdir(parents=True, exist_ok=True)
+    if create:
+        run_dir.mkdir(parents=True, exist_ok=True)
     return run_dir
 
 
-def _setup_devices(cfg: ExperimentConfig, logical_cpus: int | None) -> _Devices:
+def _setup_devices(
+    cfg: ExperimentConfig, logical_cpus: int | None, cluster: Cluster | None = None
+) -> _Devices:
     """Devices, distribution strategy, precision policy and seed for the run."""
     import keras
 
+    cluster = cluster or Cluster()
     configure_devices(logical_cpus)
+    strategy = select_strategy(logical_cpus, cluster)
     gpu = has_gpu()
     devices = _Devices(
-        strategy=select_strategy(logical_cpus),
+        strategy=strategy,
         gpu=gpu,
         mixed=_flag(cfg.train.mixed_precision, gpu),
         jit=_flag(cfg.train.jit_compile, gpu),
+        cluster=cluster,
     )
     if devices.mixed:
         keras.mixed_precision.set_global_policy("mixed_float16")
@@ -275,10 +364,17 @@ def _setup_devices(cfg: ExperimentConfig, logical_cpus: int | None) -> _Devices:
         "device %s, %d replica(s) (%s), mixed precision %s, XLA %s",
         devices.name,
         devices.replicas,
-        type(devices.strategy).__name__,
+        devices.strategy_name,
         devices.mixed,
         devices.jit,
     )
+    if cluster.multi_worker:
+        log.info(
+            "worker %s of %d (%s)",
+            cluster.name,
+            cluster.workers,
+            "chief: writes the run directory" if cluster.is_chief else "writes a temp dir",
+        )
     return devices
 
 
@@ -287,11 +383,12 @@ def _load_data(
     cache_dir: Path,
     data_root: Path,
     run_dir: Path,
+    out: Path,
     resume: bool,
     split_file: Path | None,
 ) -> _Data:
-    """The cached crops, the split (given, resumed or made; saved in the run) and the
-    training and validation arrays."""
+    """The cached crops, the split (given, resumed from ``run_dir`` or made; saved in
+    ``out``) and the training and validation arrays."""
     from training.data import Split, gather, load_cache, make_split
 
     identities = load_cache(cache_dir, list(cfg.data.datasets))
@@ -302,7 +399,7 @@ def _load_data(
         split = Split.load(split_path)
     else:
         split = make_split(list(identities), cfg.data, data_root)
-    split.save(split_path)
+    split.save(out / "split.json")
     train_keys = split.train
     if cfg.data.max_train_identities:
         train_keys = train_keys[: cfg.data.max_train_identities]
@@ -335,10 +432,14 @@ def _cap_validation(val: Any, cfg: ExperimentConfig) -> Any:
     return val
 
 
-def _train_dataset(cfg: ExperimentConfig, data: _Data) -> Any:
-    from training.data import train_dataset
+def _train_dataset(cfg: ExperimentConfig, data: _Data, devices: _Devices) -> Any:
+    from training.data import distributed_train_dataset, train_dataset
 
     t = cfg.train
+    if devices.cluster.multi_worker:
+        return distributed_train_dataset(
+            devices.strategy, data.train, t.batch_size, t.augment, t.shuffle_buffer, t.seed
+        )
     return train_dataset(data.train, t.batch_size, t.augment, t.shuffle_buffer, t.seed)
 
 
@@ -350,7 +451,9 @@ def _build_and_compile(
 
     with devices.strategy.scope():
         backbone = build_backbone_from_config(cfg)
-        trainer, gate = build_training_model(backbone, num_classes, cfg)
+        trainer, gate = build_training_model(
+            backbone, num_classes, cfg, multi_worker=devices.cluster.multi_worker
+        )
         optimizer = make_optimizer(cfg, steps)
         if not cfg.train.backbone_weight_decay:
             optimizer.exclude_from_weight_decay(var_list=backbone.trainable_variables)
@@ -380,7 +483,7 @@ def _build_and_compile(
 
 def _callbacks(
     cfg: ExperimentConfig,
-    run_dir: Path,
+    dirs: _Dirs,
     resume: bool,
     backbone: Any,
     trainer: Any,
@@ -390,27 +493,38 @@ def _callbacks(
     steps: int,
 ) -> list[Any]:
     """Checkpoints, the warm-up schedules, validation, progress logs and the CSV log
-    (and TensorBoard when it is installed)."""
+    (and TensorBoard when it is installed).
+
+    Every worker runs the same callbacks, writing into ``dirs.out``, and restores from the
+    chief's backup in ``dirs.run``; validation (which picks ``best.weights.h5``) runs on the
+    chief alone, since only its files are kept and it takes part in no collective op.
+    """
     import keras
 
-    from training.callbacks import BackboneGate, MarginWarmup, StepLogger, Validation
+    from training.callbacks import (
+        BackboneGate,
+        MarginWarmup,
+        SharedBackupAndRestore,
+        StepLogger,
+        Validation,
+    )
 
+    out = dirs.out
     callbacks = [
-        keras.callbacks.BackupAndRestore(
-            str(run_dir / "checkpoints"), save_freq="epoch", delete_checkpoint=False
-        ),
+        SharedBackupAndRestore(out / "checkpoints", restore_dir=dirs.run / "checkpoints"),
         BackboneGate(gate, cfg.train.head_warmup_epochs, cfg.train.backbone_lr_mult),
         MarginWarmup(
             trainer.get_layer("margin_head"), cfg.loss.margin, cfg.loss.margin_warmup_epochs
         ),
-        Validation(backbone, run_dir, data.val, cfg, lfw),
+    ]
+    if dirs.chief:
+        callbacks.append(Validation(backbone, out, data.val, cfg, lfw))
+    callbacks += [
         StepLogger(steps, cfg.train.epochs, every=max(1, steps // 10)),
-        keras.callbacks.CSVLogger(str(run_dir / "train.log.csv"), append=resume),
+        keras.callbacks.CSVLogger(str(out / "train.log.csv"), append=resume),
     ]
     if importlib.util.find_spec("tensorboard") is not None:
-        callbacks.append(
-            keras.callbacks.TensorBoard(str(run_dir / "tensorboard"), write_graph=False)
-        )
+        callbacks.append(keras.callbacks.TensorBoard(str(out / "tensorboard"), write_graph=False))
     else:
         log.warning(
             "tensorboard is not installed: no TensorBoard logs (train.log.csv has the metrics)"
@@ -425,6 +539,7 @@ def _record(
     data: _Data,
     epochs_run: int,
     seconds: float,
+    batches: dict[str, Any] | None = None,
 ) -> TrainResult:
     """Write ``training_info.json`` and return the run's result (best epoch included)."""
     import keras
@@ -435,9 +550,19 @@ def _record(
     info = {
         "device": devices.name,
         "replicas": devices.replicas,
-        "strategy": type(devices.strategy).__name__,
+        "strategy": devices.strategy_name,
         "mixed_precision": devices.mixed,
         "xla": devices.jit,
+        "distribution": {
+            **(batches or devices.batches(cfg.train.batch_size)),
+            "input": (
+                "each worker feeds its own shard of the training crops (every Nth crop)"
+                if devices.cluster.multi_worker
+                else "one input pipeline"
+            ),
+            "learning_rate": cfg.train.learning_rate,
+            "learning_rate_rule": LR_RULE,
+        },
         "seconds": round(seconds, 1),
         "epochs_run": epochs_run,
         "machine": _machine(),
