@@ -19,6 +19,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import os
 import threading
@@ -155,6 +156,12 @@ def open_engines(
     """Open the embedding engine ``engine`` names (``FACEID_ENGINE``), with the detector's
     flatbuffers for the lean engines. Raises ``StartupError``."""
     name = resolve_engine(engine)
+    if name in LEAN_ENGINES and importlib.util.find_spec("ai_edge_litert") is None:
+        log.warning(
+            "ai-edge-litert is not installed; converting and serving with TensorFlow instead",
+            extra={"engine": name},
+        )
+        name = f"{name}-tf"
     if name not in LEAN_ENGINES:
         return Engines(EmbeddingModel(model_dir, card, engine=name, threads=threads), None)  # type: ignore[arg-type]
     files = prepare(model_dir, name, cache_dir)

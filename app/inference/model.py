@@ -52,6 +52,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 log = logging.getLogger("faceid.model")
 
 Engine = Literal["auto", "tflite", "tflite-int8", "tflite-tf", "tflite-int8-tf", "savedmodel"]
+_ENGINES = ("tflite", "tflite-int8", "tflite-tf", "tflite-int8-tf", "savedmodel")
 # How close (cosine) a converted model's embeddings of a probe batch must stay to the
 # SavedModel's before the service uses it: float32 must match to rounding; int8 weights
 # move an embedding by a few thousandths.
@@ -167,6 +168,8 @@ class EmbeddingModel:
         self.engine: str = "savedmodel"
         if engine == "auto":
             engine = "savedmodel" if tf.config.list_physical_devices("GPU") else "tflite-int8"
+        if engine not in _ENGINES:
+            raise ValueError(f"unknown engine {engine!r}")
         if engine != "savedmodel":
             self._use_tflite(threads, engine)
 

@@ -229,3 +229,24 @@ def test_workers_starting_together_convert_once(tiny_model_dir: Path, tmp_path: 
     said = sorted(out.strip() for out, _ in outputs)
     assert said == ["converted False", "loaded False", "loaded False"]
     assert len(_entries(tmp_path)) == 1
+
+
+def test_without_litert_the_engine_runs_in_process(
+    tiny_model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import importlib.util
+
+    real = importlib.util.find_spec
+
+    def no_litert(name: str, *args: object) -> object:
+        return None if name == "ai_edge_litert" else real(name, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(importlib.util, "find_spec", no_litert)
+    opened = open_engines(tiny_model_dir, load_card(tiny_model_dir), "tflite-int8", 0, tmp_path)
+    assert opened.model.engine == "tflite-int8-tf" and opened.lite_nets is None
+    assert not any(tmp_path.iterdir())  # nothing was converted for LiteRT
+
+
+def test_an_unknown_engine_is_refused(tiny_model_dir: Path) -> None:
+    with pytest.raises(ValueError, match="unknown engine"):
+        EmbeddingModel(tiny_model_dir, engine="bogus")  # type: ignore[arg-type]
