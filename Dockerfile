@@ -8,6 +8,9 @@ ARG PYTHON_VERSION=3.11.14
 # ---- builder: a virtual environment with the pinned dependencies from pyproject.toml ----
 FROM python:${PYTHON_VERSION}-slim-bookworm AS builder
 # Which TensorFlow build: the pyproject extra "cpu" (tensorflow-cpu) or "gpu" (tensorflow[and-cuda]).
+# With "cpu" the serving process runs on LiteRT (ai-edge-litert, a base dependency) and never
+# loads TensorFlow; TensorFlow is still installed for the short-lived child process that
+# converts the SavedModel on a cold start (the result is cached in /data/engine-cache).
 ARG TF_EXTRA=cpu
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \

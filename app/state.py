@@ -25,7 +25,8 @@ from app.gallery.crops import CropKeyError, CropVault
 from app.gallery.service import GalleryService
 from app.gallery.storage import GalleryStorage, open_storage
 from app.inference.batcher import MicroBatcher
-from app.inference.model import EmbeddingModel, load_card
+from app.inference.engines import Embedder, open_engines
+from app.inference.model import load_card
 from app.keys import KeyRing
 from app.metrics import Metrics
 from app.recognition import MatchPolicy, Recognizer
@@ -89,7 +90,7 @@ class Components:
     """Everything a ready service uses; built once at startup."""
 
     card: ModelCard
-    model: EmbeddingModel
+    model: Embedder
     gallery: GalleryService
     batcher: MicroBatcher
     recognizer: Recognizer
@@ -105,22 +106,34 @@ class Components:
         self.gallery.close()
 
 
-def face_pipeline(settings: Settings) -> FacePipeline:
+def face_pipeline(settings: Settings, lite_nets: dict[str, bytes] | None = None) -> FacePipeline:
     """The face pipeline as the settings configure it (detector backend, smallest face,
-    pixel cap): the service and the gallery commands build theirs here."""
-    detector = FaceDetector(min_face_size=settings.min_face_size, backend=settings.detector)
+    pixel cap): the service and the gallery commands build theirs here. ``lite_nets``:
+    the lean engines' detector flatbuffers (``open_engines``), run on LiteRT."""
+    detector = FaceDetector(
+        min_face_size=settings.min_face_size, backend=settings.detector, lite_nets=lite_nets
+    )
     return FacePipeline(detector, max_pixels=settings.max_pixels)
+
+
+def open_model(settings: Settings, card: ModelCard) -> tuple[Embedder, dict[str, bytes] | None]:
+    """The embedding engine FACEID_ENGINE names, and the detector flatbuffers the lean
+    engines bring (``app.inference.engines``)."""
+    engines = open_engines(
+        settings.model_dir, card, engine=settings.engine, cache_dir=settings.engine_cache_path
+    )
+    return engines.model, engines.lite_nets
 
 
 def _load(
     settings: Settings, checked: Preflight, pipeline: FacePipeline | None
-) -> tuple[EmbeddingModel, FacePipeline, GalleryService]:
+) -> tuple[Embedder, FacePipeline, GalleryService]:
     t0 = time.perf_counter()
     card = checked.card
-    model = EmbeddingModel(settings.model_dir, card, engine=settings.engine)
+    model, lite_nets = open_model(settings, card)
     model.warm_up(tuple(sorted({1, settings.batch_max_size})))
     if pipeline is None:
-        pipeline = face_pipeline(settings)
+        pipeline = face_pipeline(settings, lite_nets)
     rng = np.random.default_rng(0)
     pipeline.faces_in_pixels(np.zeros((160, 160, 3), dtype=np.uint8))
     pipeline.faces_in_pixels(rng.integers(0, 256, (250, 250, 3), dtype=np.uint8))

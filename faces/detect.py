@@ -19,14 +19,18 @@ requests can detect in parallel.
 That compiled library path is the ``reference`` backend. The default ``lite`` backend
 (``faces/mtcnn_lite.py``) runs the same weights and algorithm with the three networks in
 TensorFlow Lite (XNNPACK) and the resizing, cropping and box handling in NumPy: the same
-faces (boxes and landmarks within a pixel, tested) for less than half the CPU.
+faces (boxes and landmarks within a pixel, tested) for less than half the CPU. Given
+``lite_nets`` (the three flatbuffers, converted elsewhere), the ``lite`` backend runs them on
+the LiteRT interpreter and neither TensorFlow nor the ``mtcnn`` package is imported: that
+is how the service detects (app/inference/engine_cache.py).
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -67,7 +71,10 @@ def _scale_pyramid(
 
 
 class FaceDetector:
-    """Compiled MTCNN returning faces sorted largest first; safe to call from several threads."""
+    """Compiled MTCNN returning faces sorted largest first; safe to call from several threads.
+
+    ``lite_nets``: with the ``lite`` backend, ``faces.mtcnn_lite.convert_networks``' output
+    to run on LiteRT (no TensorFlow in this process); None: convert here with TensorFlow."""
 
     def __init__(
         self,
@@ -75,9 +82,21 @@ class FaceDetector:
         min_face_size: int = DEFAULT_MIN_FACE_SIZE,
         min_score: float = DEFAULT_MIN_SCORE,
         backend: Backend = "lite",
+        lite_nets: Mapping[str, bytes] | None = None,
     ) -> None:
         if min_face_size < 12:
             raise ValueError("min_face_size must be at least 12 (PNet's window)")
+        self.max_side = max_side
+        self.min_face_size = min_face_size
+        self.min_score = min_score
+        self.backend = backend
+        self._mtcnn: Any = None
+        self._lite: Any = None
+        if backend == "lite" and lite_nets is not None:
+            from faces.mtcnn_lite import LiteMTCNN
+
+            self._lite = LiteMTCNN(flatbuffers=lite_nets, runtime="litert")
+            return
         import mtcnn.stages.stage_pnet
         import tensorflow as tf
         from mtcnn import MTCNN  # imported lazily: it pulls in TensorFlow
@@ -85,8 +104,6 @@ class FaceDetector:
         mtcnn.stages.stage_pnet.build_scale_pyramid = _scale_pyramid
 
         self._mtcnn = MTCNN(device="CPU:0")
-        self.backend = backend
-        self._lite = None
         if backend == "lite":
             from faces.mtcnn_lite import LiteMTCNN
 
@@ -96,9 +113,6 @@ class FaceDetector:
         spec = tf.TensorSpec(shape=[None, None, None, 3], dtype=tf.float32)
         for stage in self._mtcnn.stages:
             stage._model = tf.function(stage._model, input_signature=[spec])
-        self.max_side = max_side
-        self.min_face_size = min_face_size
-        self.min_score = min_score
 
     def raw_detections(self, rgb: np.ndarray) -> np.ndarray:
         """mtcnn's N×16 rows (image id, x1, y1, x2, y2, score, 5 x, 5 y) for an image

@@ -9,7 +9,10 @@ This module keeps the library's weights and reproduces its algorithm step by ste
   (``area_matrix``; equal to ``tf.image.resize(..., "area")`` to float rounding);
 - the three networks converted once to TensorFlow Lite flatbuffers and run by XNNPACK,
   one interpreter per thread and pyramid level (R-Net/O-Net: per batch size, padded
-  to a multiple of 8 past 8 candidates);
+  to a multiple of 8 past 8 candidates). ``convert_networks`` needs TensorFlow; the
+  service runs it in a short-lived child process and hands the flatbuffers to
+  ``LiteMTCNN(flatbuffers=..., runtime="litert")``, which then needs neither TensorFlow
+  nor the ``mtcnn`` package (app/inference/engine_cache.py);
 - ``crop_and_resize`` for the R-Net/O-Net patches in NumPy (TensorFlow's bilinear rule,
   zero outside the image);
 - the library's box arithmetic and its own NMS rule (a box is dropped when ANY
@@ -24,10 +27,12 @@ from __future__ import annotations
 import functools
 import threading
 from collections import OrderedDict
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
+from faces.litert import Runtime, new_interpreter
 from faces.timing import stage
 
 SCALE_FACTOR = 0.709
@@ -35,6 +40,13 @@ THRESHOLDS = (0.6, 0.7, 0.8)  # P-Net, R-Net, O-Net scores, as mtcnn 1.0.0's def
 _PNET_NMS_LEVEL, _PNET_NMS_ALL, _RNET_NMS, _ONET_NMS = 0.5, 0.7, 0.7, 0.7
 _MAX_BATCH = 128  # R-Net/O-Net candidates per interpreter call
 _PNET_SLOTS = 32  # P-Net interpreters (one per pyramid level) kept per thread
+#: The three networks: input shape of the converted function, output widths in the order
+#: the stages read them, and interpreters kept per thread.
+NETWORKS: dict[str, tuple[list[int | None], tuple[int, ...], int]] = {
+    "pnet": ([1, None, None, 3], (4, 2), _PNET_SLOTS),
+    "rnet": ([None, 24, 24, 3], (4, 2), 24),
+    "onet": ([None, 48, 48, 3], (4, 10, 2), 24),
+}
 
 
 @functools.lru_cache(maxsize=1024)
@@ -176,6 +188,19 @@ def _flatbuffer(model: Any, shape: list[int | None]) -> bytes:
     return flatbuffer
 
 
+def convert_networks(keras_stages: list[Any] | None = None) -> dict[str, bytes]:
+    """The flatbuffers of mtcnn 1.0.0's P-Net, R-Net and O-Net (its shipped weights when
+    ``keras_stages`` is None), keyed by ``NETWORKS``' names. Needs TensorFlow."""
+    if keras_stages is None:
+        from mtcnn import MTCNN
+
+        keras_stages = [s._model for s in MTCNN(device="CPU:0").stages]
+    return {
+        name: _flatbuffer(model, NETWORKS[name][0])
+        for name, model in zip(NETWORKS, keras_stages, strict=True)
+    }
+
+
 def _bucket(n: int) -> int:
     """Batch size an R-Net/O-Net call is padded to: n up to 8, then a multiple of 8."""
     return n if n <= 8 else -(-n // 8) * 8
@@ -185,10 +210,13 @@ class _LiteNet:
     """One converted network with, per thread, one interpreter per slot; an interpreter
     whose input shape changes is resized in place (about 0.2 ms)."""
 
-    def __init__(self, flatbuffer: bytes, out_dims: tuple[int, ...], slots: int) -> None:
+    def __init__(
+        self, flatbuffer: bytes, out_dims: tuple[int, ...], slots: int, runtime: Runtime
+    ) -> None:
         self.flatbuffer = flatbuffer
         self.out_dims = out_dims
         self.slots = slots
+        self.runtime: Runtime = runtime
         self._local = threading.local()
 
     def _interpreter(self, slot: Any, shape: tuple[int, ...]) -> tuple[Any, int, list[int]]:
@@ -197,13 +225,7 @@ class _LiteNet:
             cached = self._local.cache = OrderedDict()
         entry = cached.get(slot)
         if entry is None:
-            import warnings
-
-            import tensorflow as tf
-
-            with warnings.catch_warnings():  # tf.lite.Interpreter's deprecation notice
-                warnings.simplefilter("ignore")
-                interp = tf.lite.Interpreter(model_content=self.flatbuffer, num_threads=1)
+            interp = new_interpreter(self.flatbuffer, 1, self.runtime)
             index = int(interp.get_input_details()[0]["index"])
             by_dim = {int(d["shape"][-1]): int(d["index"]) for d in interp.get_output_details()}
             entry = [interp, index, [by_dim[d] for d in self.out_dims], None]
@@ -243,17 +265,25 @@ class _LiteNet:
 
 
 class LiteMTCNN:
-    """mtcnn 1.0.0's detector (same weights, same algorithm) on TensorFlow Lite + NumPy."""
+    """mtcnn 1.0.0's detector (same weights, same algorithm) on TensorFlow Lite + NumPy.
 
-    def __init__(self, keras_stages: list[Any] | None = None) -> None:
-        if keras_stages is None:
-            from mtcnn import MTCNN
+    From ``flatbuffers`` (``convert_networks``' output) when given, else converted here
+    from ``keras_stages`` (or the library's own networks); ``runtime`` runs them."""
 
-            keras_stages = [s._model for s in MTCNN(device="CPU:0").stages]
-        pnet, rnet, onet = keras_stages
-        self.pnet = _LiteNet(_flatbuffer(pnet, [1, None, None, 3]), (4, 2), _PNET_SLOTS)
-        self.rnet = _LiteNet(_flatbuffer(rnet, [None, 24, 24, 3]), (4, 2), 24)
-        self.onet = _LiteNet(_flatbuffer(onet, [None, 48, 48, 3]), (4, 10, 2), 24)
+    def __init__(
+        self,
+        keras_stages: list[Any] | None = None,
+        *,
+        flatbuffers: Mapping[str, bytes] | None = None,
+        runtime: Runtime = "tensorflow",
+    ) -> None:
+        if flatbuffers is None:
+            flatbuffers = convert_networks(keras_stages)
+        nets = {
+            name: _LiteNet(flatbuffers[name], out_dims, slots, runtime)
+            for name, (_, out_dims, slots) in NETWORKS.items()
+        }
+        self.pnet, self.rnet, self.onet = nets["pnet"], nets["rnet"], nets["onet"]
 
     def detect(self, rgb: np.ndarray, scales: np.ndarray) -> np.ndarray:
         """Faces in an H×W×3 uint8 image over the pyramid ``scales``: N×16 rows as mtcnn's

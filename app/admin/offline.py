@@ -1,7 +1,7 @@
 """The service's face pipeline, model and enrolment rule, outside the service.
 
 ``python -m app.gallery`` enrols and re-embeds with this: the same ``FacePipeline``
-(decode, detect, align, quality), the same ``EmbeddingModel`` engine selection and the
+(decode, detect, align, quality), the same engine selection (``app.state.open_model``) and the
 same ``MatchPolicy.enrollable`` rule as ``POST /identities/{identity}/faces``, configured
 by the same ``FACEID_*`` settings, so a face enrolled from the command line is the face the
 HTTP route would have stored.
@@ -15,10 +15,10 @@ from pathlib import Path
 
 import numpy as np
 
-from app.inference.model import EmbeddingModel, load_card
+from app.inference.model import load_card
 from app.recognition import MatchPolicy
 from app.settings import Settings
-from app.state import face_pipeline
+from app.state import face_pipeline, open_model
 from faces import AlignedFace
 
 log = logging.getLogger("faceid.gallery.offline")
@@ -30,8 +30,9 @@ class OfflineEmbedder:
     def __init__(self, settings: Settings, model_dir: Path | None = None) -> None:
         model_dir = model_dir or settings.model_dir
         self.card = load_card(model_dir)
-        self.model = EmbeddingModel(model_dir, self.card, engine=settings.engine)
-        self.pipeline = face_pipeline(settings)
+        model_settings = settings.model_copy(update={"model_dir": model_dir})
+        self.model, lite_nets = open_model(model_settings, self.card)
+        self.pipeline = face_pipeline(settings, lite_nets)
         self.policy = MatchPolicy(self.card, settings)
         self.batch_size = settings.batch_max_size
         self.pool = ThreadPoolExecutor(

@@ -15,6 +15,11 @@ int8 and quantises activations on the fly. Before the service uses a converted e
 embeds a probe batch with it and with the SavedModel, and keeps the SavedModel if they
 disagree (cosine below 0.9999 for float32, 0.99 for int8). Speed and accuracy of each
 engine: docs/BENCHMARKS.md.
+
+This class runs everything in its own process, TensorFlow included: the service's default
+CPU engines instead convert in a child process and serve on LiteRT
+(``app/inference/engines.py``); ``tflite-tf`` and ``tflite-int8-tf`` name this in-process
+path there (here they mean the same as ``tflite`` and ``tflite-int8``).
 """
 
 from __future__ import annotations
@@ -46,12 +51,31 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 log = logging.getLogger("faceid.model")
 
-Engine = Literal["auto", "tflite", "tflite-int8", "savedmodel"]
+Engine = Literal["auto", "tflite", "tflite-int8", "tflite-tf", "tflite-int8-tf", "savedmodel"]
+_ENGINES = ("tflite", "tflite-int8", "tflite-tf", "tflite-int8-tf", "savedmodel")
 # How close (cosine) a converted model's embeddings of a probe batch must stay to the
 # SavedModel's before the service uses it: float32 must match to rounding; int8 weights
 # move an embedding by a few thousandths.
 _FLOAT_MIN_COSINE = 0.9999
 _INT8_MIN_COSINE = 0.99
+_PROBE_SIZE = 4
+
+
+def probe_batch() -> np.ndarray:
+    """The fixed random batch every converted engine is checked on."""
+    return np.random.default_rng(0).integers(0, 256, (_PROBE_SIZE, *INPUT_SHAPE), dtype=np.uint8)
+
+
+def agreement_floor(int8_weights: bool) -> float:
+    """The lowest probe cosine to the SavedModel a converted engine may have."""
+    return _INT8_MIN_COSINE if int8_weights else _FLOAT_MIN_COSINE
+
+
+def worst_cosine(got: np.ndarray, want: np.ndarray) -> float:
+    """The lowest row-wise cosine of two batches of unit vectors (-1 when shapes differ)."""
+    if got.shape != want.shape:
+        return -1.0
+    return float(np.min(np.sum(got * want, axis=1)))
 
 
 def load_card(model_dir: Path) -> ModelCard:
@@ -144,34 +168,43 @@ class EmbeddingModel:
         self.engine: str = "savedmodel"
         if engine == "auto":
             engine = "savedmodel" if tf.config.list_physical_devices("GPU") else "tflite-int8"
-        if engine in ("tflite", "tflite-int8"):
-            self._use_tflite(threads, int8_weights=engine == "tflite-int8")
+        if engine not in _ENGINES:
+            raise ValueError(f"unknown engine {engine!r}")
+        if engine != "savedmodel":
+            self._use_tflite(threads, engine)
 
-    def _use_tflite(self, threads: int, int8_weights: bool) -> None:
+    def to_flatbuffer(self, int8_weights: bool) -> bytes:
+        """The loaded SavedModel converted to a TensorFlow Lite flatbuffer (int8 weights,
+        activations quantised on the fly, when ``int8_weights``)."""
+        tf = self._tf
+        # From the loaded function, not the directory: this freezes every variable into a
+        # constant (from_saved_model can leave resource reads that run uninitialised and
+        # return NaN).
+        converter = tf.lite.TFLiteConverter.from_concrete_functions([self._fn], self._loaded)
+        if int8_weights:
+            converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        with _without_signature_rename_notes():
+            flatbuffer: bytes = converter.convert()
+        return flatbuffer
+
+    def _use_tflite(self, threads: int, name: str) -> None:
         """Convert the loaded SavedModel to TensorFlow Lite and switch to it if it agrees."""
         tf = self._tf
-        name = "tflite-int8" if int8_weights else "tflite"
-        floor = _INT8_MIN_COSINE if int8_weights else _FLOAT_MIN_COSINE
+        int8_weights = name.startswith("tflite-int8")
+        floor = agreement_floor(int8_weights)
         t0 = time.perf_counter()
         try:
-            # From the loaded function, not the directory: this freezes every variable
-            # into a constant (from_saved_model can leave resource reads that run
-            # uninitialised and return NaN).
-            converter = tf.lite.TFLiteConverter.from_concrete_functions([self._fn], self._loaded)
-            if int8_weights:  # weights stored as int8, activations quantised on the fly
-                converter.optimizations = [tf.lite.Optimize.DEFAULT]
-            with _without_signature_rename_notes():
-                flatbuffer = converter.convert()
+            flatbuffer = self.to_flatbuffer(int8_weights)
             with warnings.catch_warnings():  # tf.lite.Interpreter's deprecation notice
                 warnings.simplefilter("ignore")
                 interpreter = tf.lite.Interpreter(
                     model_content=flatbuffer, num_threads=threads or usable_cores()
                 )
             runner = interpreter.get_signature_runner(SIGNATURE_NAME)
-            probe = np.random.default_rng(0).integers(0, 256, (4, *INPUT_SHAPE), dtype=np.uint8)
-            want = self._embed_savedmodel(probe)
+            probe = probe_batch()
+            want = self.embed_savedmodel(probe)
             got = np.asarray(runner(**{self.input_key: probe})[OUTPUT_NAME], dtype=np.float32)
-            worst = float(np.min(np.sum(got * want, axis=1))) if got.shape == want.shape else -1.0
+            worst = worst_cosine(got, want)
         except Exception:
             log.exception("TensorFlow Lite conversion failed; serving the SavedModel as it is")
             return
@@ -192,7 +225,8 @@ class EmbeddingModel:
             },
         )
 
-    def _embed_savedmodel(self, crops: np.ndarray) -> np.ndarray:
+    def embed_savedmodel(self, crops: np.ndarray) -> np.ndarray:
+        """Embeddings of ``crops`` by the SavedModel itself, whatever engine serves."""
         out = self._fn(**{self.input_key: self._tf.constant(crops)})[OUTPUT_NAME]
         return np.asarray(out.numpy(), dtype=np.float32)
 
@@ -212,7 +246,7 @@ class EmbeddingModel:
                 out = self._runner(**{self.input_key: crops})[OUTPUT_NAME]
                 embeddings = np.array(out, dtype=np.float32)  # a copy: the buffer is reused
             else:
-                embeddings = self._embed_savedmodel(crops)
+                embeddings = self.embed_savedmodel(crops)
         if embeddings.shape != (len(crops), self.embedding_dim):
             raise RuntimeError(
                 f"model returned {embeddings.shape}, expected ({len(crops)}, {self.embedding_dim})"

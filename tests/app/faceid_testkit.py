@@ -9,10 +9,13 @@ but it does not recognise people. Recognition tests use the shipped
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
+import shutil
 import socket
 import struct
+import tempfile
 import time
 import zlib
 from collections.abc import Iterator
@@ -30,6 +33,10 @@ DATA = Path(os.environ.get("FACEID_TEST_DATA", REPO_ROOT.parent / "shared" / "da
 LFW = DATA / "lfw" / "train"
 MULTI_FACE_PHOTO = DATA / "celeba" / "7409" / "027779.jpg"  # three detectable faces
 ORL_FACE = DATA / "orl" / "s1" / "1.pgm"
+# One engine cache for every app this test process starts (make_settings): each model is
+# converted once per session, not once per app (tests that check the cache pass their own).
+ENGINE_CACHE = Path(tempfile.mkdtemp(prefix="faceid-test-engines-"))
+atexit.register(shutil.rmtree, ENGINE_CACHE, True)
 REAL_MODEL_DIR = REPO_ROOT / "model_store" / "faceid" / "2"
 TINY_DIM = 32
 
@@ -137,6 +144,7 @@ def make_settings(model_dir: Path, data_dir: Path, **overrides: Any) -> Settings
         "api_keys": "",
         "threshold": None,
         "log_level": "WARNING",
+        "engine_cache_dir": ENGINE_CACHE,
     }
     values.update(overrides)
     return Settings(**values)

@@ -15,6 +15,7 @@ import httpx
 import numpy as np
 import pytest
 from faceid_testkit import (
+    ENGINE_CACHE,
     free_port,
     image_file,
     lfw,
@@ -167,6 +168,7 @@ def _server_env(model_dir: Path, data_dir: Path, port: int) -> dict[str, str]:
         FACEID_HOST="127.0.0.1",
         FACEID_PORT=str(port),
         FACEID_LOG_LEVEL="INFO",
+        FACEID_ENGINE_CACHE_DIR=str(ENGINE_CACHE),
         PYTHONUNBUFFERED="1",
     )
     return env

@@ -163,11 +163,40 @@ def test_profile_quick(tmp_path: Path) -> None:
 @needs_model
 def test_equivalence_quick(tmp_path: Path) -> None:
     r = run_quick("bench.equivalence", tmp_path, timeout=900)
-    summary = r["summary"]
-    assert summary["faces (reference)"] > 40
-    assert summary["images whose face count differs"] == 0
-    assert summary["max box difference px"] < 1.0
-    assert summary["min embedding cosine (reference vs lite)"] > 0.999
-    ref, lite = r["rows"]
-    assert (ref["detector"], lite["detector"]) == ("reference", "lite")
-    assert ref["no face"] == lite["no face"]
+    lite_vs_ref, lean_vs_lite = r["summary"]
+    assert lite_vs_ref["compared"] == "lite vs reference"
+    assert lite_vs_ref["faces (reference)"] > 40
+    assert lite_vs_ref["images whose face count differs"] == 0
+    assert lite_vs_ref["max box difference px"] < 1.0
+    assert lite_vs_ref["min embedding cosine"] > 0.999
+    # the lean path (LiteRT, flatbuffers from the child converter) answers as the in-process one
+    assert lean_vs_lite["compared"] == "lean vs lite"
+    assert lean_vs_lite["images whose face count differs"] == 0
+    assert lean_vs_lite["max box difference px"] < 0.01
+    assert lean_vs_lite["min embedding cosine"] >= 0.9999
+    ref, lite, lean = r["rows"]
+    assert (ref["path"], lite["path"], lean["path"]) == ("reference", "lite", "lean")
+    assert (lite["embedding engine"], lean["embedding engine"]) == ("tflite-int8-tf", "tflite-int8")
+    assert ref["no face"] == lite["no face"] == lean["no face"]
+    accuracy = next(k for k in lite if k.startswith("accuracy"))
+    assert lean[accuracy] == lite[accuracy]
+
+
+@pytest.mark.slow
+@needs_data
+@needs_model
+def test_lean_quick(tmp_path: Path) -> None:
+    r = run_quick("bench.lean", tmp_path, timeout=1800)
+    check_machine(r["machine"])
+    runs = {(run["side"], run["workers"]): run for run in r["runs"]}
+    assert set(runs) == {("before", 1), ("after", 1), ("before", 2), ("after", 2)}
+    for (_side, workers), run in runs.items():
+        assert run["load"]["ok"] == 20 and run["load"]["errors"] == 0
+        assert run["cold_start_s"] > 0 and run["warm_start_s"] > 0
+        serving = [p for p in run["idle"]["processes"] if p["role"] in ("server", "worker")]
+        assert len(serving) == workers
+        assert run["idle"]["total_mb"] >= sum(p["rss_mb"] for p in serving) > 0
+    # TensorFlow stays out of the lean serving processes: each is far smaller than before's
+    for workers in (1, 2):
+        after = runs[("after", workers)]["idle"]["max_serving_process_mb"]
+        assert after < 0.6 * runs[("before", workers)]["idle"]["max_serving_process_mb"]

@@ -27,6 +27,7 @@ MODULE = {
     "psycopg": "psycopg",
     "cryptography": "cryptography",
     "tqdm": "tqdm",
+    "ai-edge-litert": "ai_edge_litert",
     "h5py": "h5py",
     "matplotlib": "matplotlib",
     "pyyaml": "yaml",

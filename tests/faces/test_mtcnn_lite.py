@@ -170,3 +170,23 @@ def test_lite_is_thread_safe(detectors) -> None:  # type: ignore[no-untyped-def]
 def test_unknown_backend_is_refused() -> None:
     with pytest.raises(ValueError, match="backend"):
         FaceDetector(backend="fast")  # type: ignore[arg-type]
+
+
+def test_litert_runs_the_converted_networks_as_tensorflow_lite_does(detectors) -> None:  # type: ignore[no-untyped-def]
+    """The service's detector: the same three flatbuffers, handed over as bytes and run by
+    the standalone LiteRT interpreter (no TensorFlow, no mtcnn package), finds exactly what
+    the in-process lite detector finds."""
+    from faces.mtcnn_lite import convert_networks
+
+    _, in_process = detectors
+    lean = FaceDetector(backend="lite", lite_nets=convert_networks())
+    assert lean._mtcnn is None and lean._lite.pnet.runtime == "litert"
+    for path in _photos():
+        pixels = decode_image(path.read_bytes()).pixels
+        want = [(f.box, f.score, f.landmarks) for f in in_process.detect(pixels)]
+        got = [(f.box, f.score, f.landmarks) for f in lean.detect(pixels)]
+        assert len(got) == len(want), path
+        for (box, score, marks), (box0, score0, marks0) in zip(got, want, strict=True):
+            np.testing.assert_allclose(box, box0, atol=1e-3)
+            np.testing.assert_allclose(marks, marks0, atol=1e-3)
+            assert abs(score - score0) < 1e-5

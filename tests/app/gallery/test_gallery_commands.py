@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import pytest
 from faceid_testkit import (
+    ENGINE_CACHE,
     LFW,
     REAL_MODEL_DIR,
     blank_png,
@@ -65,6 +66,7 @@ def _run(monkeypatch: pytest.MonkeyPatch, model_dir: Path, data_dir: Path, *argv
     monkeypatch.setenv("FACEID_MODEL_DIR", str(model_dir))
     monkeypatch.setenv("FACEID_DATA_DIR", str(data_dir))
     monkeypatch.setenv("FACEID_LOG_LEVEL", "WARNING")
+    monkeypatch.setenv("FACEID_ENGINE_CACHE_DIR", str(ENGINE_CACHE))
     return main(["--quiet", *argv])
 
 
@@ -145,6 +147,7 @@ def test_a_killed_bulk_enrolment_completes_on_rerun_without_duplicates(
         "FACEID_MODEL_DIR": str(tiny_model_dir),
         "FACEID_DATA_DIR": str(data),
         "FACEID_LOG_LEVEL": "WARNING",
+        "FACEID_ENGINE_CACHE_DIR": str(ENGINE_CACHE),
     }
     cmd = [sys.executable, "-m", "app.gallery", "--quiet", "enroll", str(tmp_path / "photos")]
     cmd += ["--chunk", "1", "--report", str(tmp_path / "r.json")]
@@ -474,6 +477,7 @@ def test_two_sharded_enrolments_on_one_postgresql_enrol_every_photo_once(
         "FACEID_MODEL_DIR": str(tiny_model_dir),
         "FACEID_DATABASE_URL": postgres.url,
         "FACEID_LOG_LEVEL": "WARNING",
+        "FACEID_ENGINE_CACHE_DIR": str(ENGINE_CACHE),
     }
 
     def run_shards(tag: str) -> list[dict[str, Any]]:
