@@ -40,14 +40,15 @@ def validation_people(split: Path) -> dict[str, list[str]]:
 
 
 def load(dataset: str, cache: Path = CACHE) -> dict[str, np.ndarray]:
-    """Every cached chunk of ``dataset``: ``people`` (one per face), ``embeddings`` (N×D,
-    L2-normalised) and ``quality`` (N)."""
+    """Every cached chunk of ``dataset``: ``people`` and ``paths`` (``dataset/person/file``,
+    one per face), ``embeddings`` (N×D, L2-normalised) and ``quality`` (N)."""
     files = sorted((cache / dataset).glob("chunk-*.npz"))
     if not files:
         raise FileNotFoundError(f"no cached embeddings under {cache / dataset}: run embed")
     parts = [np.load(f) for f in files]
     return {
         "people": np.concatenate([p["people"] for p in parts]),
+        "paths": np.concatenate([p["paths"] for p in parts]),
         "embeddings": np.concatenate([p["embeddings"] for p in parts]).astype(np.float32),
         "quality": np.concatenate([p["quality"] for p in parts]),
     }
@@ -69,7 +70,7 @@ def embed_dataset(dataset: str, people: list[str], data: Path, cache: Path) -> N
         if target.exists():
             continue
         t0 = time.perf_counter()
-        names, crops, quality, skipped = [], [], [], 0
+        names, paths, crops, quality, skipped = [], [], [], [], 0
         for person in people[start : start + CHUNK]:
             for path in folders.get(person, []):
                 faces = pipeline.faces_in_file(str(path), max_faces=1)
@@ -77,6 +78,7 @@ def embed_dataset(dataset: str, people: list[str], data: Path, cache: Path) -> N
                     skipped += 1
                     continue
                 names.append(person)
+                paths.append(f"{dataset}/{person}/{path.name}")
                 crops.append(faces[0].crop)
                 quality.append(faces[0].quality.score)
         dim = model.embedding_dim
@@ -84,6 +86,7 @@ def embed_dataset(dataset: str, people: list[str], data: Path, cache: Path) -> N
         np.savez(
             target,
             people=np.array(names, dtype=str),
+            paths=np.array(paths, dtype=str),
             embeddings=emb.astype(np.float32),
             quality=np.array(quality, dtype=np.float32),
         )
