@@ -141,16 +141,19 @@ async def gallery_audit(
     index = recognizer.gallery.index_of(collection)
     policy = recognizer.policy
 
-    def run() -> AuditReport:
-        return audit(Population.of(*index.snapshot()), in_force.value, policy.aggregation)
-
-    report = await asyncio.to_thread(run)
     components = state.components
     monitor = components.monitor if components is not None else None
+
+    def run() -> tuple[AuditReport, CheckResult | None]:
+        report = audit(Population.of(*index.snapshot()), in_force.value, policy.aggregation)
+        checked = monitor.result(collection) if monitor is not None else None
+        if monitor is not None and (
+            checked is None or checked.change_seq != recognizer.gallery.change_seq
+        ):
+            checked = monitor.refresh(collection)  # the audit is slow anyway: say it as of now
+        return report, checked
+
+    report, checked = await asyncio.to_thread(run)
     return _response(
-        collection,
-        report,
-        in_force,
-        policy.enroll_quality_floor,
-        population_info(monitor.result(collection) if monitor else None),
+        collection, report, in_force, policy.enroll_quality_floor, population_info(checked)
     )

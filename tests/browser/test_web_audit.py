@@ -41,6 +41,7 @@ def test_the_audit_view_names_a_person_enrolled_twice(
     assert item.get_attribute("data-into") == "Al Gore"
     assert "Suggested: merge “Gore again” into “Al Gore”." in item.inner_text()
     assert page.locator("#audit-misfiled li").count() == 0
-    assert "too few identities" in page.inner_text("#audit-population")
+    population = page.inner_text("#audit-population")
+    assert "too few identities to tell (3 of the 193 needed)" in population  # as of now
     page.screenshot(path=str(session.shots / "audit.png"), full_page=True)
     assert session.recorder.foreign == []
