@@ -41,14 +41,11 @@ class Population:
         if emb.ndim != 2 or len(emb) != len(face_ids) or len(identities) != len(face_ids):
             raise ValueError("face ids, identities and embedding rows must match in number")
         norms = np.linalg.norm(emb, axis=1, keepdims=True)
-        norms[norms == 0] = 1.0
+        if not np.allclose(norms, 1.0, atol=1e-4):  # an index snapshot already is: no copy
+            norms[norms == 0] = 1.0
+            emb = (emb / norms).astype(np.float32)
         names, codes = np.unique(np.asarray(identities, dtype=object), return_inverse=True)
-        return cls(
-            list(face_ids),
-            [str(n) for n in names],
-            codes.astype(np.int64).reshape(-1),
-            (emb / norms).astype(np.float32),
-        )
+        return cls(list(face_ids), [str(n) for n in names], codes.astype(np.int64).reshape(-1), emb)
 
     @property
     def faces(self) -> int:
