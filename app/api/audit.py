@@ -115,7 +115,7 @@ def _response(
     "/audit",
     response_model=AuditResponse,
     summary="Suspected duplicates, misfiled faces and faces under the floor",
-    responses=error_responses(401, 403, 503),
+    responses=error_responses(401, 403, 422, 503),
 )
 async def gallery_audit(
     recognizer: Ready,
