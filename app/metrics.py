@@ -73,6 +73,24 @@ class Metrics:
             "faceid_gallery_collections", "Collections that hold a face.", registry=r
         )
         self.ready = Gauge("faceid_ready", "1 once the model is loaded and warm.", registry=r)
+        # The calibration check on the enrolled people (default collection; /health).
+        self.population_status = Gauge(
+            "faceid_population_check_status",
+            "1 for the calibration check's current status on the default collection's "
+            "enrolled people (ok, too_few_identities, heavier_than_card), 0 for the others.",
+            ["status"],
+            registry=r,
+        )
+        self.population_fpir = Gauge(
+            "faceid_population_fpir",
+            "FPIR the threshold in force gives on the enrolled people (leave-one-identity-"
+            "out), with its 95 % interval: bound estimate, low or high; NaN until computed.",
+            ["bound"],
+            registry=r,
+        )
+        self.target_fpir = Gauge(
+            "faceid_target_fpir", "FACEID_TARGET_FPIR, for comparison.", registry=r
+        )
 
     def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
         self.requests.labels(route, method, str(status)).inc()
@@ -92,3 +110,21 @@ class Metrics:
         self.gallery_faces.set_function(faces)
         self.gallery_identities.set_function(identities)
         self.gallery_collections.set_function(collections)
+
+    def track_population(self, check: Callable[[], object | None]) -> None:
+        """Read the calibration check's result (``PopulationCheck`` or None) at scrape."""
+
+        def status(name: str) -> Callable[[], float]:
+            return lambda: float(getattr(check(), "status", None) == name)
+
+        def bound(field: str) -> Callable[[], float]:
+            def read() -> float:
+                value = getattr(check(), field, None)
+                return float("nan") if value is None else float(value)
+
+            return read
+
+        for name in ("ok", "too_few_identities", "heavier_than_card"):
+            self.population_status.labels(name).set_function(status(name))
+        for label, field in (("estimate", "fpir"), ("low", "fpir_low"), ("high", "fpir_high")):
+            self.population_fpir.labels(label).set_function(bound(field))

@@ -28,7 +28,7 @@ from app.inference.batcher import MicroBatcher
 from app.metrics import Metrics
 from app.settings import Settings
 from faces import AlignedFace, FacePipeline, ImageError
-from faces.model_contract import ModelCard
+from faces.model_contract import Aggregation, Calibration, ModelCard
 from faces.open_set import threshold_for_fpir
 
 Candidates = list[tuple[str, float]]
@@ -45,7 +45,7 @@ class ThresholdInForce:
     """The identification threshold and where it comes from."""
 
     value: float
-    source: str  # "calibrated", "setting", "request", "card"
+    source: str  # "calibrated", "deployment", "setting", "request", "card"
     target_fpir: float | None
     identities: int
     faces: int
@@ -76,6 +76,9 @@ class MatchPolicy:
         self.probe_quality_floor = settings.probe_quality_floor
         self.enroll_quality_floor = settings.enroll_quality_floor
         self._calibrated = lru_cache(maxsize=64)(self._calibrated_threshold)
+        #: With FACEID_CALIBRATION=deployment: a collection's own fitted tail, or None
+        #: while it has too few people (``app.calibration_monitor`` sets this).
+        self.deployment: Callable[[str], Calibration | None] | None = None
 
     def _calibrated_threshold(self, identities: int, faces: int) -> float:
         assert self.card.calibration is not None
@@ -83,17 +86,41 @@ class MatchPolicy:
         return threshold_for_fpir(self.card.calibration, self.target_fpir, identities, per_identity)
 
     def threshold(
-        self, identities: int, faces: int, override: float | None = None
+        self,
+        identities: int,
+        faces: int,
+        override: float | None = None,
+        collection: str = DEFAULT_COLLECTION,
     ) -> ThresholdInForce:
         """The threshold for a gallery of this size (``override``: a request's own)."""
         if override is not None:
             return ThresholdInForce(override, "request", None, identities, faces)
         if self.fixed is not None:
             return ThresholdInForce(self.fixed, "setting", None, identities, faces)
+        own = self.deployment(collection) if self.deployment is not None else None
+        if own is not None:
+            per_identity = faces / identities if identities else 1.0
+            value = threshold_for_fpir(own, self.target_fpir, identities, per_identity)
+            return ThresholdInForce(value, "deployment", self.target_fpir, identities, faces)
+        return self.card_threshold(identities, faces)
+
+    def card_threshold(self, identities: int, faces: int) -> ThresholdInForce:
+        """The threshold the model card (or FACEID_THRESHOLD) gives a gallery of this
+        size: what the calibration check on the enrolled people tests."""
+        if self.fixed is not None:
+            return ThresholdInForce(self.fixed, "setting", None, identities, faces)
         if self.card.calibration is None:  # an older card: its pair threshold
             return ThresholdInForce(self.card.threshold, "card", None, identities, faces)
         value = self._calibrated(identities, faces)
         return ThresholdInForce(value, "calibrated", self.target_fpir, identities, faces)
+
+    @property
+    def aggregation(self) -> Aggregation:
+        """How ``search`` scores an identity: by centroid, or by its best face."""
+        calibration = self.card.calibration
+        if calibration is not None and calibration.aggregation == "centroid":
+            return "centroid"
+        return "max"
 
     def search(self, index: GalleryIndex, queries: np.ndarray, top_k: int) -> list[Candidates]:
         """The best ``top_k`` identities per query, scored the way the card's calibration
@@ -312,7 +339,7 @@ class Recognizer:
         """The identification threshold in force for a collection as it is now (each
         collection's is calibrated for its own size)."""
         identities, faces = self.gallery.size(collection)
-        return self.policy.threshold(identities, faces, override)
+        return self.policy.threshold(identities, faces, override, collection)
 
     async def identify(
         self,

@@ -73,6 +73,7 @@ GALLERY_ROUTES: dict[str, RoutePolicy] = {
     "/identities/{identity}": _MANAGE,
     "/identities/{identity}/faces": RoutePolicy(role=Role.manage, repeated_files=True),
     "/identities/{identity}/faces/{face_id}": _MANAGE,
+    "/gallery/audit": _MANAGE,
 }
 
 _CF = "/api/v1"

@@ -58,9 +58,11 @@ class ThresholdInfo(BaseModel):
     """The /identify threshold in force and what it was derived from."""
 
     value: float = Field(examples=[0.71], description="Cosine threshold of /identify.")
-    source: Literal["calibrated", "setting", "request", "card"] = Field(
+    source: Literal["calibrated", "deployment", "setting", "request", "card"] = Field(
         examples=["calibrated"],
         description="`calibrated`: derived from the target FPIR for the gallery size; "
+        "`deployment`: the same from the enrolled people's own impostor tail "
+        "(FACEID_CALIBRATION=deployment); "
         "`setting`: FACEID_THRESHOLD; `request`: the request's `threshold`; `card`: the "
         "model card's pair threshold (a card without calibration).",
     )
@@ -98,6 +100,45 @@ class CollectionSummary(BaseModel):
     faces: int = Field(examples=[5])
 
 
+class PopulationInfo(BaseModel):
+    """Does the promised FPIR hold on the enrolled people? (README: "Unknown" that you
+    can trust.)"""
+
+    status: Literal["ok", "too_few_identities", "heavier_than_card"] = Field(
+        examples=["ok"],
+        description="`heavier_than_card`: the 95 % interval's lower bound exceeds twice "
+        "the target (a warning is logged); `too_few_identities`: fewer than "
+        "`min_identities`, too few to tell; `ok` otherwise.",
+    )
+    identities: int = Field(examples=[250], description="Enrolled identities checked.")
+    faces: int = Field(examples=[700], description="Their faces, each one stranger search.")
+    min_identities: int = Field(
+        examples=[193], description="Identities the check needs at this target."
+    )
+    threshold: float = Field(
+        examples=[0.71],
+        description="The threshold checked: the card's (or FACEID_THRESHOLD) for this size.",
+    )
+    target_fpir: float = Field(examples=[0.01])
+    fpir: float | None = Field(
+        default=None,
+        examples=[0.008],
+        description="Estimated FPIR on these people: each identity, left out, a stranger "
+        "to the others (null when too few identities).",
+    )
+    fpir_low: float | None = Field(default=None, description="95 % interval, lower bound.")
+    fpir_high: float | None = Field(default=None, description="95 % interval, upper bound.")
+    strangers_named: int | None = Field(
+        default=None, description="Faces whose best other identity reached the threshold."
+    )
+    calibration: Literal["card", "deployment"] = Field(
+        description="Whose tail sets the threshold in force (FACEID_CALIBRATION and "
+        "whether this collection is large enough for its own)."
+    )
+    computed_at: str = Field(description="When the check ran (UTC, ISO 8601).")
+    seconds: float = Field(description="How long it took.")
+
+
 class HealthResponse(BaseModel):
     status: Literal["ok", "degraded"] = Field(
         default="ok",
@@ -115,6 +156,11 @@ class HealthResponse(BaseModel):
     )
     collections_total: int = Field(
         default=1, description="How many collections hold a face (and `default`)."
+    )
+    population: PopulationInfo | None = Field(
+        default=None,
+        description="The calibration check on the default collection's enrolled people, "
+        "recomputed in the background after the gallery changes (null until first run).",
     )
 
 

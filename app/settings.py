@@ -60,6 +60,21 @@ class Settings(BaseSettings):
         "someone: the identification threshold is derived from it for the current gallery "
         "size, from the model card's impostor-score tail.",
     )
+    calibration: Literal["card", "deployment"] = Field(
+        default="card",
+        description="Whose impostor-score tail sets the /identify threshold. `card`: the "
+        "model card's. `deployment`: one fitted on the gallery's own non-mated scores (each "
+        "identity's faces against every other identity) once a collection holds enough "
+        'identities and faces (README: "Unknown" that you can trust); the card\'s below that.',
+    )
+    calibration_check_interval_s: float = Field(
+        default=60.0,
+        ge=1.0,
+        le=86_400.0,
+        description="Least seconds between two recomputations of the calibration check on "
+        "the enrolled people (/health `population`), run in a background thread after the "
+        "gallery changed; never on a request.",
+    )
     probe_quality_floor: float = Field(
         default=0.2,
         ge=0.0,

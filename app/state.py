@@ -20,7 +20,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from app.calibration_monitor import CalibrationMonitor
 from app.domain_errors import StartupError
+from app.gallery.calibration_check import PopulationCheck
 from app.gallery.crops import CropKeyError, CropVault
 from app.gallery.service import GalleryService
 from app.gallery.storage import GalleryStorage, open_storage
@@ -97,8 +99,11 @@ class Components:
     detect_pool: ThreadPoolExecutor
     db_pool: ThreadPoolExecutor | None = None
     search_pool: ThreadPoolExecutor | None = None
+    monitor: CalibrationMonitor | None = None
 
     async def close(self) -> None:
+        if self.monitor is not None:
+            await asyncio.to_thread(self.monitor.close)
         await self.batcher.stop()
         for pool in (self.detect_pool, self.search_pool, self.db_pool):
             if pool is not None:
@@ -208,8 +213,23 @@ async def build(
         db_call_s=db_call_s,
         db_wait_s=db_call_s + timeouts.call,
     )
+    monitor = CalibrationMonitor(
+        gallery,
+        recognizer.policy,
+        settings.calibration_check_interval_s,
+        deployment=settings.calibration == "deployment",
+    )
+    monitor.start()
     return Components(
-        checked.card, model, gallery, batcher, recognizer, detect_pool, db_pool, search_pool
+        checked.card,
+        model,
+        gallery,
+        batcher,
+        recognizer,
+        detect_pool,
+        db_pool,
+        search_pool,
+        monitor,
     )
 
 
@@ -231,6 +251,15 @@ class ServiceState:
                 else 0
             ),
         )
+        metrics.target_fpir.set(settings.target_fpir)
+        metrics.track_population(self.population_check)
+
+    def population_check(self) -> PopulationCheck | None:
+        """The last calibration check of the default collection (None: not yet)."""
+        components = self.components
+        monitor = components.monitor if components is not None else None
+        result = monitor.result() if monitor is not None else None
+        return result.check if result is not None else None
 
     @property
     def ready(self) -> bool:

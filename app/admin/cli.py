@@ -6,6 +6,8 @@
     export FILE       write the gallery to a versioned file (backup, moving machines)
     import FILE       load such a file into the gallery
     reembed ...       build a gallery for a new model from this one (README: Upgrading)
+    audit             suspected duplicates and misfiled faces, and the calibration check
+                      on the enrolled people (as GET /gallery/audit); --json for all of it
 
 They read the same ``FACEID_*`` settings as the service (model, data directory or database
 URL, detector, engine, quality floors, kept crops) and write through the same storage, so
@@ -137,6 +139,18 @@ def _parser() -> argparse.ArgumentParser:
         default=Path("reembed-report.json"),
         help="where to write the report (default: ./reembed-report.json)",
     )
+    aud = commands.add_parser(
+        "audit",
+        help="suspected duplicate identities and misfiled faces, and whether the target FPIR "
+        "holds on the enrolled people",
+    )
+    aud.add_argument(
+        "--collection", type=_collection, default=None, help="the collection (default: default)"
+    )
+    aud.add_argument(
+        "--threshold", type=float, default=None, help="audit at this cosine threshold instead"
+    )
+    aud.add_argument("--json", action="store_true", help="print the whole report as JSON")
     return parser
 
 
@@ -184,6 +198,8 @@ def _run(args: argparse.Namespace, settings: Any) -> int:
     checked = preflight(settings)
     store = checked.store
     try:
+        if args.command == "audit":
+            return _audit(args, settings, checked)
         if args.command == "export":
             from app.admin.archive import export_gallery
 
@@ -314,3 +330,18 @@ def _reembed(args: argparse.Namespace, settings: Any, progress: bool) -> int:
 
 if __name__ == "__main__":
     raise SystemExit(main())
+
+
+def _audit(args: argparse.Namespace, settings: Any, checked: Any) -> int:
+    from app.admin.audit import as_json, audit_collection, summary
+    from app.gallery.storage import DEFAULT_COLLECTION
+
+    collection = args.collection or DEFAULT_COLLECTION
+    report, found, in_force = audit_collection(
+        checked.store, checked.card, settings, collection, args.threshold
+    )
+    if args.json:
+        print(json.dumps(as_json(collection, report, found, in_force), indent=2))
+    else:
+        print("\n".join(summary(report, found)))
+    return 0

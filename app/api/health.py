@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 
+from app.api.audit import population_info
 from app.api.deps import get_state, threshold_info
 from app.guards import PRINCIPAL
 from app.schemas import (
@@ -38,7 +39,9 @@ async def health(
     Reports the /identify threshold in force (of the `default` collection) and the gallery
     size it was computed for; `status` is `degraded` while the gallery database is
     unreachable. `gallery` counts every collection; `collections` lists those the key
-    opens (none without a key when keys are configured)."""
+    opens (none without a key when keys are configured). `population`: whether the
+    target FPIR holds on the default collection's enrolled people (checked in the
+    background after the gallery changes)."""
     components = state.components
     if components is None:
         status = "failed" if state.failed else "starting"
@@ -74,4 +77,7 @@ async def health(
             if principal is not None and principal.can_use(s.name)
         ][:MAX_HEALTH_COLLECTIONS],
         collections_total=len(sizes),
+        population=population_info(
+            components.monitor.result() if components.monitor is not None else None
+        ),
     )

@@ -112,6 +112,14 @@ class GalleryIndex:
     def __contains__(self, face_id: object) -> bool:
         return face_id in self._row_of
 
+    def snapshot(self) -> tuple[list[str], list[str], np.ndarray]:
+        """(face ids, identity of each, L2-normalised embeddings N×dim): a copy, taken
+        under the lock, for whole-gallery analyses (``app.gallery.audit``)."""
+        with self._lock:
+            size = self._size
+            names = [str(self._names[int(c)]) for c in self._codes[:size].tolist()]
+            return list(self._face_ids), names, self._emb[:size].copy()
+
     # ---------------------------------------------------------------- writes
     def _reserve(self, extra: int) -> None:
         need = self._size + extra

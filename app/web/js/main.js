@@ -2,6 +2,7 @@
 // the status bar.
 
 import { collectionProblem, DEFAULT_COLLECTION, getCollection, getKey, setCollection, setKey } from "./api.js";
+import { initAudit } from "./audit.js";
 import { initEnrol } from "./enrol.js";
 import { initGallery, loadGallery } from "./gallery.js";
 import { initIdentify } from "./identify.js";
@@ -76,6 +77,7 @@ collectionField();
 initIdentify();
 initEnrol();
 initGallery();
+initAudit();
 initVerify();
 window.addEventListener("hashchange", show);
 show();
