@@ -67,10 +67,12 @@ class Settings(BaseSettings):
         "from /identify instead of a guess.",
     )
     enroll_quality_floor: float = Field(
-        default=0.5,
+        default=0.0,
         ge=0.0,
         le=1.0,
-        description="Enrolment refuses faces under this quality (422 low_quality).",
+        description="Enrolment refuses faces under this quality (422 low_quality); the "
+        "default 0 refuses none, because no refusal rule measured paid for itself "
+        "(docs/MODEL.md, 'Face quality').",
     )
     enroll_quality_warning: float = Field(
         default=0.5,

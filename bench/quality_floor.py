@@ -28,6 +28,7 @@ Writes ``bench/results/quality_floor.{json,md,png}``.
 from __future__ import annotations
 
 import argparse
+import functools
 import io
 import json
 import os
@@ -36,9 +37,12 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from faces.model_contract import ModelCard
 
 from bench.common import DEFAULT_DATA, REPO, RESULTS
 
@@ -225,14 +229,17 @@ class Photos:
         self.measures["flip_agreement"] = np.sum(self.emb * flip, axis=1)
         self.measures["blur_agreement"] = np.sum(self.emb * blur, axis=1)
 
+        first_file: dict[str, str] = {}
+        for p, f in zip(self.person, self.file, strict=True):
+            first_file[p] = min(f, first_file.get(p, f))
+        self._index: dict[tuple[str, str, bool], list[int]] = {}
+        for i, (p, f, v) in enumerate(zip(self.person, self.file, self.variant, strict=True)):
+            self._index.setdefault((p, v, first_file[p] == f), []).append(i)
+
     def rows(self, people: list[str], variant: str, first: bool) -> np.ndarray:
         """Indices of each person's first photo (``first``) or other photos, in ``variant``."""
-        firsts = {p: min(self.file[self.person == p]) for p in people}
-        keep = np.isin(self.person, people) & (self.variant == variant)
-        is_first = np.array(
-            [firsts.get(p) == f for p, f in zip(self.person, self.file, strict=True)]
-        )
-        return np.flatnonzero(keep & (is_first if first else ~is_first))
+        out = [i for p in people for i in self._index.get((p, variant, first), [])]
+        return np.array(out, dtype=int)
 
 
 # A rule: (parts of the quality that can refuse, floor). Part values are the ramps of
@@ -290,6 +297,13 @@ def identify(
     return named, top
 
 
+@functools.cache
+def _card() -> ModelCard:
+    from faces.model_contract import read_card
+
+    return read_card(MODEL_DIR)
+
+
 def scenario(
     photos: Photos,
     enrol_variants: np.ndarray,
@@ -301,10 +315,9 @@ def scenario(
 ) -> dict[str, Any]:
     """One gallery: each enrolled person's first photo in ``enrol_variants[i]``; their
     other photos and the strangers' in the given variants; the rules applied."""
-    from faces.model_contract import read_card
     from faces.open_set import threshold_for_fpir
 
-    card = read_card(MODEL_DIR)
+    card = _card()
     assert card.calibration is not None
     enrol = np.array(
         [photos.rows([p], v, True)[0] for p, v in zip(photos.enrolled, enrol_variants, strict=True)]
