@@ -578,8 +578,10 @@ def _plot(photos: Photos, idx: np.ndarray, fail: np.ndarray, path: Path) -> None
         axes, [("laplacian", True), ("blur_effect", False), ("size", False)], strict=True
     ):
         v = photos.measures[k][idx]
+        lo, hi = float(np.nanmin(v)), float(np.nanmax(v))
+        bins = np.geomspace(max(lo, 1e-3), hi, 41) if log else np.linspace(lo, hi, 41)
         for bad, colour, label in ((False, "tab:blue", "recognised"), (True, "tab:red", "fails")):
-            ax.hist(v[fail == bad], bins=40, alpha=0.6, color=colour, label=label, log=False)
+            ax.hist(v[fail == bad], bins=bins, alpha=0.6, color=colour, label=label)
         if log:
             ax.set_xscale("log")
         ax.set_xlabel(k)

@@ -111,17 +111,18 @@ def assess_quality(crop: np.ndarray, landmarks: np.ndarray, detection_score: flo
     return FaceQuality(score=min(parts.values()), parts=parts, measurements=measurements)
 
 
-def _box_blur(grey: np.ndarray, width: int, axis: int) -> np.ndarray:
-    """Mean over ``width`` neighbours along ``axis`` (edges padded by repetition)."""
-    pad = [(0, 0), (0, 0)]
-    pad[axis] = (width // 2, width - 1 - width // 2)
-    padded = np.pad(grey, pad, mode="edge")
-    c = np.cumsum(padded, axis=axis, dtype=np.float64)
-    c = np.concatenate([np.zeros_like(c.take([0], axis=axis)), c], axis=axis)
-    n = grey.shape[axis]
-    upper = c.take(np.arange(width, width + n), axis=axis)
-    lower = c.take(np.arange(0, n), axis=axis)
-    return (upper - lower) / width
+def _blur_effect_down(grey: np.ndarray, width: int) -> float:
+    """The blur effect along axis 0 (down the columns) of a grey image."""
+    n = grey.shape[0]
+    padded = np.pad(grey, ((width // 2, width - 1 - width // 2), (0, 0)), mode="edge")
+    c = np.concatenate([np.zeros((1, grey.shape[1]), grey.dtype), np.cumsum(padded, axis=0)])
+    blurred = (c[width : width + n] - c[:n]) / width  # a ``width``-tall box filter
+    d_f = np.abs(np.diff(grey, axis=0))
+    d_b = np.abs(np.diff(blurred, axis=0))
+    s_f = float(d_f.sum())
+    if s_f <= 1e-9:
+        return 1.0
+    return float(np.minimum(d_f, d_b).sum()) / s_f
 
 
 def blur_effect(crop: np.ndarray, width: int = 9) -> float:
@@ -136,13 +137,4 @@ def blur_effect(crop: np.ndarray, width: int = 9) -> float:
     grey = np.asarray(crop, dtype=np.float64)
     if grey.ndim == 3:
         grey = grey @ np.array([0.299, 0.587, 0.114])
-    values = []
-    for axis in (0, 1):
-        d_f = np.abs(np.diff(grey, axis=axis))
-        d_b = np.abs(np.diff(_box_blur(grey, width, axis), axis=axis))
-        s_f = float(d_f.sum())
-        if s_f <= 1e-9:
-            return 1.0
-        lost = float(np.maximum(0.0, d_f - d_b).sum())
-        values.append((s_f - lost) / s_f)
-    return max(values)
+    return max(_blur_effect_down(grey, width), _blur_effect_down(grey.T, width))
