@@ -6,10 +6,11 @@ worse, named as someone else); accepting a useless one can make their probes mis
 strangers match it. This measures both sides on held-out people (LFW people named in
 ``pairsDevTrain.txt``: the validation split of ``training/data.py``, never trained on):
 
-- ``extract`` (slow, resumable, cached outside the repo): every selected photo as it is
-  and in degraded variants (re-compressed as JPEG at quality 30 and 10, downscaled to 50 %
-  and 40 %, Gaussian-blurred with sigma 1.5 and 3 px, each then saved as an upload would
-  be), through the service's ``FacePipeline`` and its CPU engine (``tflite-int8``): the
+- ``extract`` (slow, resumable, cached in ``~/.cache/faceid/quality_floor`` or
+  ``$FACEID_QUALITY_CACHE``): every selected photo as it is and in seven degraded variants
+  (``VARIANTS``: re-compressed as JPEG at quality 30 and 10, downscaled to 50 % and 40 %,
+  Gaussian-blurred with sigma 1.5, 3 and 5 px, each then saved as an upload would be),
+  through the service's ``FacePipeline`` and its CPU engine (``tflite-int8``): the
   quality measurements, the blur effect (``faces.quality.blur_effect``), and the
   embeddings of the crop, its mirror image and a slightly blurred copy.
 - ``report``: for each rule (refuse under the floor on one measurement, all four, …),
@@ -19,7 +20,7 @@ strangers match it. This measures both sides on held-out people (LFW people name
   not named as its person (its person refused, under the threshold, named wrongly,
   refused at the probe floor); FPIR the strangers named as someone.
 
-    python -m bench.quality_floor extract --people 400 --strangers 600
+    python -m bench.quality_floor extract --people 500 --strangers 800
     python -m bench.quality_floor report
 
 Writes ``bench/results/quality_floor.{json,md,png}``.
@@ -596,8 +597,8 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     ex = sub.add_parser("extract", help="measure and embed the photos (resumable)")
     ex.add_argument("--data", default=str(DEFAULT_DATA / "lfw"))
-    ex.add_argument("--people", type=int, default=400)
-    ex.add_argument("--strangers", type=int, default=600)
+    ex.add_argument("--people", type=int, default=500)
+    ex.add_argument("--strangers", type=int, default=800)
     ex.add_argument("--seed", type=int, default=0)
     rp = sub.add_parser("report", help="the tables, from the cache")
     rp.add_argument("--seed", type=int, default=0)
