@@ -52,6 +52,14 @@ class ThresholdInForce:
 
 
 @dataclass(frozen=True)
+class EnrollWarning:
+    """Something an operator should know about a face that was enrolled all the same."""
+
+    code: str  # "low_quality"
+    message: str
+
+
+@dataclass(frozen=True)
 class Decision:
     """What the rule says about one probe face."""
 
@@ -75,6 +83,7 @@ class MatchPolicy:
         self.fixed = settings.threshold
         self.probe_quality_floor = settings.probe_quality_floor
         self.enroll_quality_floor = settings.enroll_quality_floor
+        self.enroll_quality_warning = settings.enroll_quality_warning
         self._calibrated = lru_cache(maxsize=64)(self._calibrated_threshold)
         #: With FACEID_CALIBRATION=deployment: a collection's own fitted tail, or None
         #: while it has too few people (``app.calibration_monitor`` sets this).
@@ -149,6 +158,25 @@ class MatchPolicy:
                 f"{floor:.2f}: {face.quality.explain(floor)}. Nothing was enrolled.",
             )
         return face
+
+    def enrollment_warnings(self, face: AlignedFace) -> list[EnrollWarning]:
+        """Warnings for a face that passed the floor: ``low_quality`` when its quality
+        is under ``enroll_quality_warning``. Such faces are still recognised most of the
+        time, and refusing one keeps its person out of the gallery altogether, which
+        costs more than it saves (docs/MODEL.md, "Face quality")."""
+        level = self.enroll_quality_warning
+        score = face.quality.score
+        if score >= level:
+            return []
+        return [
+            EnrollWarning(
+                "low_quality",
+                f"The face's quality is {score:.2f}, under {level:.2f}: "
+                f"{face.quality.explain(level)}. It was enrolled; a sharper, larger or more "
+                "frontal photo of this person, enrolled as well, would make later "
+                "identification more reliable.",
+            )
+        ]
 
     @staticmethod
     def similarity(score: float, threshold: float) -> float:

@@ -78,6 +78,9 @@ class ThresholdInfo(BaseModel):
 class QualityFloors(BaseModel):
     probe: float = Field(examples=[0.2], description="/identify: lower quality → low_quality.")
     enroll: float = Field(examples=[0.5], description="Enrolment refuses lower quality.")
+    enroll_warning: float = Field(
+        examples=[0.5], description="Enrolment warns (low_quality) under this quality."
+    )
 
 
 class CollectionInfo(BaseModel):
@@ -218,6 +221,20 @@ class IdentifyResponse(BaseModel):
     model_version: str = Field(examples=["1"])
 
 
+class EnrollWarning(BaseModel):
+    """Something to know about an enrolment that was made all the same."""
+
+    code: str = Field(
+        examples=["low_quality"],
+        description="low_quality: the face's quality is under FACEID_ENROLL_QUALITY_WARNING "
+        "(it was enrolled; the message says why it is weak).",
+    )
+    message: str = Field(examples=["The face's quality is 0.31, under 0.50: the face is blurred."])
+    photo: int | None = Field(
+        default=None, examples=[0], description="The `image` part it is about, if one."
+    )
+
+
 class EnrollPhoto(BaseModel):
     """What became of one `image` part of an enrolment request."""
 
@@ -229,6 +246,9 @@ class EnrollPhoto(BaseModel):
     quality: float | None = Field(default=None, examples=[0.93])
     error: ErrorDetail | None = Field(
         default=None, description="Why this photo was not enrolled (no_face, low_quality, …)."
+    )
+    warnings: list[EnrollWarning] = Field(
+        default_factory=list, description="About this photo's enrolled face (low_quality)."
     )
 
 
@@ -244,6 +264,11 @@ class EnrollResponse(BaseModel):
     quality: float = Field(examples=[0.93], description="Quality of that enrolled face.")
     enrolled: int = Field(examples=[1], description="Photos of the request that were enrolled.")
     photos: list[EnrollPhoto] = Field(description="One outcome per `image` part, in order.")
+    warnings: list[EnrollWarning] = Field(
+        default_factory=list,
+        description="Everything to know about this enrolment that did not stop it, each "
+        "{code, message, …}; empty when there is nothing to say.",
+    )
 
 
 class IdentitySummary(BaseModel):

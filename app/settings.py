@@ -83,10 +83,19 @@ class Settings(BaseSettings):
         "from /identify instead of a guess.",
     )
     enroll_quality_floor: float = Field(
+        default=0.0,
+        ge=0.0,
+        le=1.0,
+        description="Enrolment refuses faces under this quality (422 low_quality); the "
+        "default 0 refuses none, because no refusal rule measured paid for itself "
+        "(docs/MODEL.md, 'Face quality').",
+    )
+    enroll_quality_warning: float = Field(
         default=0.5,
         ge=0.0,
         le=1.0,
-        description="Enrolment refuses faces under this quality (422 low_quality).",
+        description="Enrolment accepts faces from the floor up to this quality with a "
+        "low_quality warning in the answer's warnings (docs/MODEL.md, 'Face quality').",
     )
     batch_max_size: int = Field(
         default=32, ge=1, le=1024, description="Faces per model call, at most."

@@ -70,6 +70,7 @@ async def health(
         quality_floors=QualityFloors(
             probe=recognizer.policy.probe_quality_floor,
             enroll=recognizer.policy.enroll_quality_floor,
+            enroll_warning=recognizer.policy.enroll_quality_warning,
         ),
         collections=[
             CollectionSummary(name=s.name, identities=s.identities, faces=s.faces)

@@ -10,11 +10,12 @@ from fastapi import APIRouter, File, Path, Query, Response, UploadFile
 from app.api.deps import CollectionName, DigitsOnly, Identity, Ready, read_upload
 from app.errors import ApiError
 from app.gallery.storage import DEFAULT_COLLECTION
-from app.recognition import PhotoOutcome
+from app.recognition import MatchPolicy, PhotoOutcome
 from app.schemas import (
     EnrolledFace,
     EnrollPhoto,
     EnrollResponse,
+    EnrollWarning,
     ErrorDetail,
     IdentityDetail,
     IdentityList,
@@ -56,6 +57,8 @@ async def enroll(
 
     One photo: 422 `no_face` when it has no face, 422 `low_quality` (saying why) when the
     face is under the enrolment quality floor, 400/413/415 when it is not a usable image.
+    A face enrolled with a quality under `FACEID_ENROLL_QUALITY_WARNING` comes with a
+    `low_quality` entry in `warnings` (and in its photo's `warnings`), saying why.
     Several photos: each part's outcome is in `photos`; 201 when at least one was enrolled
     (the others say why not), 422 `no_photo_enrolled` when none was. The enrolled faces are
     stored together: on 503 none is."""
@@ -63,8 +66,10 @@ async def enroll(
     outcomes = await recognizer.enroll_photos(identity, uploads, collection)
     if len(outcomes) == 1 and outcomes[0].error is not None:
         raise outcomes[0].error
+    policy = recognizer.policy
     photos = [
-        _photo(i, part.filename, o) for i, (part, o) in enumerate(zip(image, outcomes, strict=True))
+        _photo(i, part.filename, o, policy)
+        for i, (part, o) in enumerate(zip(image, outcomes, strict=True))
     ]
     enrolled = [o.enrolled for o in outcomes if o.enrolled is not None]
     if not enrolled:
@@ -86,10 +91,13 @@ async def enroll(
         quality=round(first.face.quality.score, 4),
         enrolled=len(enrolled),
         photos=photos,
+        warnings=[w for p in photos for w in p.warnings],
     )
 
 
-def _photo(index: int, filename: str | None, outcome: PhotoOutcome) -> EnrollPhoto:
+def _photo(
+    index: int, filename: str | None, outcome: PhotoOutcome, policy: MatchPolicy
+) -> EnrollPhoto:
     if outcome.enrolled is None:
         assert outcome.error is not None
         error = ErrorDetail(code=outcome.error.code, message=outcome.error.message)
@@ -102,6 +110,10 @@ def _photo(index: int, filename: str | None, outcome: PhotoOutcome) -> EnrollPho
         face_id=done.enrollment.face_id,
         faces_detected=done.faces_detected,
         quality=round(done.face.quality.score, 4),
+        warnings=[
+            EnrollWarning(code=w.code, message=w.message, photo=index)
+            for w in policy.enrollment_warnings(done.face)
+        ],
     )
 
 

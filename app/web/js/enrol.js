@@ -55,8 +55,10 @@ async function enrol(event) {
       enrolled += 1;
       const extra = answer.faces_detected > 1 ? ` (${answer.faces_detected} faces found; the largest was enrolled)` : "";
       const quality = typeof answer.quality === "number" ? `, quality ${fmt(answer.quality, 2)}` : "";
-      status.textContent = `Enrolled as ${answer.identity}${extra}${quality}`;
-      row.className = "outcome ok";
+      // warnings ({code, message}) say what to know about a face enrolled all the same
+      const warned = (answer.warnings || []).map((w) => w.message).join(" ");
+      status.textContent = `Enrolled as ${answer.identity}${extra}${quality}` + (warned ? `. ${warned}` : "");
+      row.className = warned ? "outcome warn" : "outcome ok";
     } catch (err) {
       const refused = err.code === "no_face" || err.code === "low_quality";
       status.textContent =
