@@ -112,6 +112,12 @@ class GalleryIndex:
     def __contains__(self, face_id: object) -> bool:
         return face_id in self._row_of
 
+    def identity_of(self, face_id: str) -> str | None:
+        """The identity a face is enrolled under here (None: not in the index)."""
+        with self._lock:
+            row = self._row_of.get(face_id)
+            return None if row is None else self._names[int(self._codes[row])]
+
     # ---------------------------------------------------------------- writes
     def _reserve(self, extra: int) -> None:
         need = self._size + extra
