@@ -25,6 +25,7 @@ from starlette.formparsers import MultiPartParser
 from app.api import (
     collections,
     compreface,
+    corrections,
     deepstack,
     embed,
     health,
@@ -175,9 +176,9 @@ def add_guards(app: FastAPI, settings: Settings, metrics_: Metrics) -> None:
 def add_routes(app: FastAPI) -> None:
     """The API's resources (the access guard protects all but the public ones). The
     gallery routes also exist under ``/collections/{collection}``."""
-    for module in (health, metrics, identify, verify, embed, identities, collections):
+    for module in (health, metrics, identify, verify, embed, identities, corrections, collections):
         app.include_router(module.router)
-    for module in (identify, identities):
+    for module in (identify, identities, corrections):
         app.include_router(
             module.router,
             prefix=COLLECTION_PREFIX,

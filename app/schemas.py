@@ -145,6 +145,24 @@ class Candidate(BaseModel):
     score: float = Field(examples=[0.71], description="Cosine similarity of the best face.")
 
 
+class IdentityMetadata(BaseModel):
+    """An identity's optional metadata (`PUT /identities/{identity}/metadata`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    external_id: str | None = Field(
+        default=None,
+        min_length=1,
+        examples=["emp-1042"],
+        description="Another system's key for this person (up to 256 characters).",
+    )
+    data: dict[str, object] | None = Field(
+        default=None,
+        examples=[{"team": "night shift"}],
+        description="A small JSON object of your own (up to 4096 bytes as compact JSON).",
+    )
+
+
 class IdentifiedFace(FaceBase):
     identity: str | None = Field(
         examples=["Ada Lovelace"],
@@ -159,6 +177,10 @@ class IdentifiedFace(FaceBase):
     )
     score: float | None = Field(
         examples=[0.71], description="Cosine similarity of the best match (null if none)."
+    )
+    metadata: IdentityMetadata | None = Field(
+        default=None,
+        description="The named identity's metadata, with `with_metadata=true` (null: none).",
     )
     candidates: list[Candidate] = Field(
         description="The top_k best identities, best first, whatever their score.",
@@ -186,6 +208,18 @@ class EnrollPhoto(BaseModel):
     )
 
 
+class EnrollWarning(BaseModel):
+    """A face that was enrolled although it already matches another identity."""
+
+    code: Literal["matches_other_identity"] = Field(examples=["matches_other_identity"])
+    photo: int = Field(examples=[0], description="Position of the part among the `image` parts.")
+    face_id: str = Field(examples=["3f0c9b7e-5d0b-4a55-9a43-6f1e2d0c8b11"])
+    identity: str = Field(examples=["Ada King"], description="The other identity it matches.")
+    score: float = Field(examples=[0.83], description="Cosine similarity to that identity.")
+    threshold: float = Field(examples=[0.71], description="The threshold in force it reaches.")
+    message: str
+
+
 class EnrollResponse(BaseModel):
     identity: str = Field(examples=["Ada Lovelace"])
     face_id: str = Field(
@@ -198,11 +232,18 @@ class EnrollResponse(BaseModel):
     quality: float = Field(examples=[0.93], description="Quality of that enrolled face.")
     enrolled: int = Field(examples=[1], description="Photos of the request that were enrolled.")
     photos: list[EnrollPhoto] = Field(description="One outcome per `image` part, in order.")
+    warnings: list[EnrollWarning] = Field(
+        default_factory=list,
+        description="Enrolled faces that already match another identity of the collection "
+        "above the threshold in force (the same person under two names, or a wrong photo?): "
+        "enrolled all the same; merge or move them if so.",
+    )
 
 
 class IdentitySummary(BaseModel):
     identity: str = Field(examples=["Ada Lovelace"])
     faces: int = Field(examples=[2])
+    metadata: IdentityMetadata | None = Field(default=None, description="null: none set.")
 
 
 class IdentityList(BaseModel):
@@ -219,6 +260,29 @@ class EnrolledFace(BaseModel):
 class IdentityDetail(BaseModel):
     identity: str = Field(examples=["Ada Lovelace"])
     faces: list[EnrolledFace]
+    metadata: IdentityMetadata | None = Field(default=None, description="null: none set.")
+
+
+class RenameRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(examples=["Ada King"], description="The new name (not yet enrolled).")
+
+
+class MergeRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    into: str = Field(
+        examples=["Ada King"], description="The enrolled identity that takes every face."
+    )
+
+
+class MoveFaceRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    to: str = Field(
+        examples=["Ada King"], description="The identity (enrolled or new) that takes the face."
+    )
 
 
 class VerifyResponse(BaseModel):
