@@ -6,6 +6,8 @@
     export FILE       write the gallery to a versioned file (backup, moving machines)
     import FILE       load such a file into the gallery
     reembed ...       build a gallery for a new model from this one (README: Upgrading)
+    rename, merge, move-face, set-metadata, enroll-face, faces
+                      corrections (``app.admin.corrections``)
 
 They read the same ``FACEID_*`` settings as the service (model, data directory or database
 URL, detector, engine, quality floors, kept crops) and write through the same storage, so
@@ -137,6 +139,9 @@ def _parser() -> argparse.ArgumentParser:
         default=Path("reembed-report.json"),
         help="where to write the report (default: ./reembed-report.json)",
     )
+    from app.admin.corrections import add_parsers
+
+    add_parsers(commands, _collection)
     return parser
 
 
@@ -157,14 +162,14 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
     from app.admin.archive import ArchiveError
-    from app.domain_errors import StartupError, StorageUnavailable
+    from app.domain_errors import DomainError, StartupError
     from app.gallery.crops import CropKeyError
     from app.log import configure_logging
 
     configure_logging(settings.log_level)
     try:
         return _run(args, settings)
-    except (StartupError, ArchiveError, CropKeyError, StorageUnavailable) as exc:
+    except (StartupError, ArchiveError, CropKeyError, DomainError, OSError) as exc:
         print(f"faceid: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
@@ -184,6 +189,11 @@ def _run(args: argparse.Namespace, settings: Any) -> int:
     checked = preflight(settings)
     store = checked.store
     try:
+        from app.admin.corrections import COMMANDS
+        from app.admin.corrections import run as correct
+
+        if args.command in COMMANDS:
+            return correct(args, store, settings)
         if args.command == "export":
             from app.admin.archive import export_gallery
 

@@ -5,16 +5,15 @@ refused correction changes nothing."""
 
 from __future__ import annotations
 
-import json
 from typing import Annotated
 
 from fastapi import APIRouter, Path
 
 from app.api.deps import CollectionName, Identity, Ready
 from app.api.identities import identity_detail
-from app.domain_errors import MetadataTooLarge, UnknownIdentity
+from app.domain_errors import UnknownIdentity
+from app.gallery.metadata import checked_metadata
 from app.gallery.names import validate_identity
-from app.gallery.storage.base import EXTERNAL_ID_MAX_CHARS, METADATA_MAX_BYTES, IdentityMeta
 from app.schemas import (
     IdentityDetail,
     IdentityMetadata,
@@ -108,20 +107,3 @@ async def set_metadata(
     if not done:
         raise UnknownIdentity(f"No identity named {identity!r} is enrolled.")
     return await identity_detail(recognizer, identity, collection)
-
-
-def checked_metadata(external_id: str | None, data: dict[str, object] | None) -> IdentityMeta:
-    """Metadata within its caps (``MetadataTooLarge`` otherwise)."""
-    if external_id is not None and len(external_id) > EXTERNAL_ID_MAX_CHARS:
-        raise MetadataTooLarge(
-            f"external_id has {len(external_id)} characters; the limit is "
-            f"{EXTERNAL_ID_MAX_CHARS}. Nothing was changed."
-        )
-    if data is not None:
-        size = len(json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode())
-        if size > METADATA_MAX_BYTES:
-            raise MetadataTooLarge(
-                f"data is {size} bytes of JSON; the limit is {METADATA_MAX_BYTES}. "
-                "Nothing was changed."
-            )
-    return IdentityMeta(external_id, data)
