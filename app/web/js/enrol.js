@@ -55,8 +55,11 @@ async function enrol(event) {
       enrolled += 1;
       const extra = answer.faces_detected > 1 ? ` (${answer.faces_detected} faces found; the largest was enrolled)` : "";
       const quality = typeof answer.quality === "number" ? `, quality ${fmt(answer.quality, 2)}` : "";
-      status.textContent = `Enrolled as ${answer.identity}${extra}${quality}`;
-      row.className = "outcome ok";
+      const warnings = (answer.warnings || []).map(
+        (w) => ` — but this face also matches ${w.identity} (score ${fmt(w.score, 2)}): the same person under two names? Merge them in the Gallery.`,
+      );
+      status.textContent = `Enrolled as ${answer.identity}${extra}${quality}${warnings.join("")}`;
+      row.className = warnings.length ? "outcome warn" : "outcome ok";
     } catch (err) {
       const refused = err.code === "no_face" || err.code === "low_quality";
       status.textContent =
