@@ -78,6 +78,12 @@ class MetadataTooLarge(DomainError):
     code = "metadata_too_large"
 
 
+class InvalidMetadata(DomainError):
+    """Metadata that JSON cannot carry as it is (NaN or infinite numbers)."""
+
+    code = "validation_error"
+
+
 class FaceNotInPhoto(DomainError):
     """The face chosen for enrolment (by box or index) is not among the photo's faces."""
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from app.domain_errors import MetadataTooLarge
+from app.domain_errors import InvalidMetadata, MetadataTooLarge
 from app.gallery.storage.base import EXTERNAL_ID_MAX_CHARS, METADATA_MAX_BYTES, IdentityMeta
 
 
@@ -18,7 +18,13 @@ def checked_metadata(external_id: str | None, data: dict[str, object] | None) ->
             f"{EXTERNAL_ID_MAX_CHARS}. Nothing was changed."
         )
     if data is not None:
-        size = len(json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode())
+        try:
+            text = json.dumps(data, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+        except ValueError:
+            raise InvalidMetadata(
+                "data holds NaN or an infinite number, which JSON cannot."
+            ) from None
+        size = len(text.encode())
         if size > METADATA_MAX_BYTES:
             raise MetadataTooLarge(
                 f"data is {size} bytes of JSON; the limit is {METADATA_MAX_BYTES}. "

@@ -188,6 +188,15 @@ def test_bad_corrections_are_refused_and_change_nothing(client: TestClient) -> N
             "metadata_too_large",
         ),
         (client.put("/identities/Ann/metadata", json={"data": [1]}), 422, "validation_error"),
+        (
+            client.put(
+                "/identities/Ann/metadata",
+                content=b'{"data": {"x": NaN}}',
+                headers={"content-type": "application/json"},
+            ),
+            422,
+            "validation_error",
+        ),
     ]
     for response, status, code in refusals:
         assert_error(response, status, code)

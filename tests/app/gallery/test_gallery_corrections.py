@@ -122,3 +122,29 @@ def test_merge_keeps_the_target_metadata_and_erasure_drops_it(opener: Opener) ->
         assert service.metadata_of(["B"], "c") == {}
     finally:
         service.close()
+
+
+def test_a_version_4_gallery_is_migrated_to_5_with_its_faces_and_log(opener: Opener) -> None:
+    """A gallery as release 4 left it (no metadata, followers or floor) gets them at start,
+    keeping its faces and change log, on both engines."""
+    service = GalleryService.open(opener())
+    ada = service.enroll("Ada", _vec(1), collection="c")
+    store = service.store
+    with store._transaction(write=True) as tx:  # back to schema 4, as an old release made it
+        for table in ("identity_meta", "followers", "change_floor"):
+            tx.run(f"DROP TABLE {table}")
+        tx.run("UPDATE schema_version SET version = 4")
+        if store.engine == "sqlite":
+            tx.run("PRAGMA user_version=4")
+    service.close()
+
+    reopened = GalleryService.open(opener())
+    try:
+        with reopened.store._transaction(write=False) as tx:
+            assert tx.rows("SELECT version FROM schema_version")[0][0] == 5
+        assert reopened.index_of("c").identity_of(ada.face_id) == "Ada"
+        assert reopened.change_seq == 1 and reopened.store.change_floor() == 0
+        assert reopened.set_metadata("Ada", IdentityMeta("x"), "c")
+        assert reopened.metadata_of(["Ada"], "c") == {"Ada": IdentityMeta("x")}
+    finally:
+        reopened.close()
