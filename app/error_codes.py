@@ -64,11 +64,6 @@ ERROR_CODES: tuple[ErrorCode, ...] = (
         "a rename to a name that is already enrolled in the collection (merge instead)",
     ),
     ErrorCode(
-        409,
-        "same_identity",
-        "a rename, merge or face move whose source and target are the same identity",
-    ),
-    ErrorCode(
         413,
         "too_large",
         "a file over `FACEID_MAX_UPLOAD_BYTES` (refused while it streams) or a photo over "
@@ -110,6 +105,11 @@ ERROR_CODES: tuple[ErrorCode, ...] = (
         "gives each photo's reason",
     ),
     ErrorCode(422, "no_face", "enrolment or `/verify` found no face"),
+    ErrorCode(
+        422,
+        "same_identity",
+        "a rename, merge or face move whose source and target are the same identity",
+    ),
     ErrorCode(
         422,
         "no_such_face",

@@ -36,7 +36,7 @@ async def rename_identity(
     recognizer: Ready, identity: Identity, collection: CollectionName, body: RenameRequest
 ) -> IdentityDetail:
     """Gives every face of `identity` (and its metadata) the new `name`. 409
-    `identity_exists` when that name is enrolled already (merge instead), 409
+    `identity_exists` when that name is enrolled already (merge instead), 422
     `same_identity` when it is the same name."""
     target = validate_identity(body.name)
     await recognizer.run_db(
@@ -49,14 +49,14 @@ async def rename_identity(
     "/{identity}/merge",
     response_model=IdentityDetail,
     summary="Merge an identity into another",
-    responses=error_responses(401, 404, 409, 422, 503),
+    responses=error_responses(401, 404, 422, 503),
 )
 async def merge_identity(
     recognizer: Ready, identity: Identity, collection: CollectionName, body: MergeRequest
 ) -> IdentityDetail:
     """Moves every face of `identity` to the enrolled identity `into` (the same person
     enrolled under two names); `identity` is gone afterwards. `into` keeps its metadata
-    (or takes `identity`'s when it has none). 404 when either is not enrolled, 409
+    (or takes `identity`'s when it has none). 404 when either is not enrolled, 422
     `same_identity` when they are the same."""
     target = validate_identity(body.into)
     await recognizer.run_db(recognizer.gallery.move_identity, identity, target, collection, "merge")
@@ -67,7 +67,7 @@ async def merge_identity(
     "/{identity}/faces/{face_id}/move",
     response_model=IdentityDetail,
     summary="Move one face to another identity",
-    responses=error_responses(401, 404, 409, 422, 503),
+    responses=error_responses(401, 404, 422, 503),
 )
 async def move_face(
     recognizer: Ready,
@@ -78,7 +78,7 @@ async def move_face(
 ) -> IdentityDetail:
     """Files one face of `identity` (a photo filed under the wrong person) under `to`,
     enrolled or new, keeping its id, enrolment time and content hash. 404 when `identity`
-    has no such face, 409 `same_identity` when `to` is `identity`. Answers `to`'s faces."""
+    has no such face, 422 `same_identity` when `to` is `identity`. Answers `to`'s faces."""
     target = validate_identity(body.to)
     moved = await recognizer.run_db(
         recognizer.gallery.move_face, identity, face_id, target, collection

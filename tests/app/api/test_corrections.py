@@ -163,8 +163,8 @@ def test_bad_corrections_are_refused_and_change_nothing(client: TestClient) -> N
     ann = next(iter(_faces(client, "/identities/Ann")))
     refusals = [
         (client.post("/identities/Ann/rename", json={"name": "Ben"}), 409, "identity_exists"),
-        (client.post("/identities/Ann/rename", json={"name": "Ann"}), 409, "same_identity"),
-        (client.post("/identities/Ann/merge", json={"into": "Ann"}), 409, "same_identity"),
+        (client.post("/identities/Ann/rename", json={"name": "Ann"}), 422, "same_identity"),
+        (client.post("/identities/Ann/merge", json={"into": "Ann"}), 422, "same_identity"),
         (client.post("/identities/Ann/merge", json={"into": "Nobody"}), 404, "not_found"),
         (client.post("/identities/Nobody/merge", json={"into": "Ann"}), 404, "not_found"),
         (client.post("/identities/Nobody/rename", json={"name": "X"}), 404, "not_found"),
@@ -173,7 +173,7 @@ def test_bad_corrections_are_refused_and_change_nothing(client: TestClient) -> N
         (client.post(f"/identities/Ben/faces/{ann}/move", json={"to": "X"}), 404, "not_found"),
         (
             client.post(f"/identities/Ann/faces/{ann}/move", json={"to": "Ann"}),
-            409,
+            422,
             "same_identity",
         ),
         (client.put("/identities/Nobody/metadata", json={"external_id": "x"}), 404, "not_found"),
