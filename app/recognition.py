@@ -26,6 +26,7 @@ from app.domain_errors import (
     LowQuality,
     NoFace,
     StorageUnavailable,
+    UnknownIdentity,
 )
 from app.gallery.search.index import GalleryIndex
 from app.gallery.service import Enrollment, GalleryService, NewFace
@@ -508,13 +509,16 @@ class Recognizer:
         photos: list[bytes],
         collection: str = DEFAULT_COLLECTION,
         choice: FaceChoice | None = None,
+        replaces: str | None = None,
     ) -> EnrolOutcome:
         """Enrol the largest face (or the one ``choice`` names) of each photo under
         ``identity`` in ``collection``: one outcome per photo, in order. The faces that
         pass are stored in one transaction (StorageUnavailable: none was stored); each
         keeps its photo's content hash and, with a crop vault, its sealed aligned crop.
         A face that already matches another identity above the threshold in force is
-        enrolled all the same, with a warning (``lookalikes``)."""
+        enrolled all the same, with a warning (``lookalikes``). ``replaces`` (one photo):
+        the face of ``identity`` that the new one takes the place of, in the same
+        transaction (``UnknownIdentity`` when there is no such face; nothing is stored)."""
         found = await asyncio.gather(
             *(self._enrollable_in(data, choice) for data in photos), return_exceptions=True
         )
@@ -533,7 +537,18 @@ class Recognizer:
             pairs = [(face, photos[i]) for i, face, _ in accepted]
             embeddings = await self.embed([face for face, _ in pairs])
             similar = await self.lookalikes(identity, embeddings, collection)
-            enrolled = await self._store(identity, pairs, embeddings, collection)
+            if replaces is None:
+                enrolled = await self._store(identity, pairs, embeddings, collection)
+            else:
+                (face, data), embedding = pairs[0], embeddings[0]
+                new = NewFace(identity, embedding, content_hash(data), face.crop, collection)
+                swapped = await self.run_db(self.gallery.replace_face, replaces, new)
+                if swapped is None:
+                    raise UnknownIdentity(
+                        f"Identity {identity!r} has no face with id {replaces!r}; nothing "
+                        "was enrolled."
+                    )
+                enrolled = [swapped]
             for (i, face, detected), enrollment in zip(accepted, enrolled, strict=True):
                 outcomes[i] = PhotoOutcome(EnrolledFace(enrollment, face, detected), None)
             lookalikes = [

@@ -4,7 +4,8 @@
     merge IDENTITY INTO            move every face of IDENTITY to the enrolled INTO
     move-face IDENTITY FACE_ID TO  file one face under TO (enrolled or new)
     set-metadata IDENTITY [--external-id ID] [--data JSON]   (neither: erase it)
-    enroll-face IDENTITY PHOTO [--face-index N | --box X1,Y1,X2,Y2]   enrol a chosen face
+    enroll-face IDENTITY PHOTO [--face-index N | --box X1,Y1,X2,Y2] [--replaces FACE_ID]
+                                   enrol a chosen face (in place of a wrong one)
     faces IDENTITY                 list an identity's face ids (to pick one to move)
 
 Each writes one transaction through the storage the service uses, change log included, so
@@ -58,6 +59,12 @@ def add_parsers(commands: Any, collection: Any) -> None:
         "--face-index", type=int, default=None, help="the face's position, largest first (0..)"
     )
     chosen.add_argument("--box", default=None, help="x1,y1,x2,y2 of the face, as /identify gives")
+    enrol.add_argument(
+        "--replaces",
+        default=None,
+        metavar="FACE_ID",
+        help="a face of IDENTITY that the new one takes the place of (one transaction)",
+    )
     faces = command("faces", "list the faces of an identity")
     faces.add_argument("identity")
 
@@ -115,7 +122,7 @@ def _enroll_face(
     args: argparse.Namespace, identity: str, collection: str, store: GalleryStorage, settings: Any
 ) -> None:
     from app.admin.offline import OfflineEmbedder
-    from app.domain_errors import StartupError
+    from app.domain_errors import StartupError, UnknownIdentity
     from app.gallery.records import new_face, utc_now
     from app.gallery.storage import content_hash
     from app.recognition import FaceChoice
@@ -146,5 +153,10 @@ def _enroll_face(
         vault=vault,
         collection=collection,
     )
-    store.add_faces([row])
+    if args.replaces is None:
+        store.add_faces([row])
+    elif not store.replace_face(identity, args.replaces, row):
+        raise UnknownIdentity(
+            f"Identity {identity!r} has no face with id {args.replaces!r}; nothing was enrolled."
+        )
     print(f"enrolled face {row.face_id} of {args.photo} ({len(faces)} faces) as {identity!r}")

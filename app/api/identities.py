@@ -40,7 +40,7 @@ def _unknown(identity: str) -> ApiError:
     status_code=201,
     response_model=EnrollResponse,
     summary="Enroll the largest (or a chosen) face of one or several photos",
-    responses=error_responses(400, 401, 413, 415, 422, 503),
+    responses=error_responses(400, 401, 404, 413, 415, 422, 503),
 )
 async def enroll(
     recognizer: Ready,
@@ -73,6 +73,16 @@ async def enroll(
             examples=["61.3,52.9,186.4,204.1"],
         ),
     ] = None,
+    replaces: Annotated[
+        str | None,
+        Query(
+            min_length=1,
+            max_length=64,
+            description="A face id of this identity that the new face takes the place of, "
+            "in the same transaction (a wrong face of a photo swapped for the right one). "
+            "One photo only; 404 when the identity has no such face (nothing is stored).",
+        ),
+    ] = None,
 ) -> EnrollResponse:
     """Stores the embedding of each photo's largest face (never the photo) under
     `identity`. Several photos per identity are allowed and all count in matching.
@@ -88,8 +98,10 @@ async def enroll(
     (the others say why not), 422 `no_photo_enrolled` when none was. The enrolled faces are
     stored together: on 503 none is."""
     choice = _face_choice(face_index, box, len(image))
+    if replaces is not None and len(image) != 1:
+        raise ApiError("validation_error", f"replaces takes one photo; got {len(image)}.")
     uploads = [await read_upload(part, recognizer) for part in image]
-    result = await recognizer.enroll_chosen(identity, uploads, collection, choice)
+    result = await recognizer.enroll_chosen(identity, uploads, collection, choice, replaces)
     outcomes = result.photos
     if len(outcomes) == 1 and outcomes[0].error is not None:
         raise outcomes[0].error

@@ -292,6 +292,32 @@ class GalleryService:
                 self._add_to_index(row.face_id, row.identity, row.embedding, row.collection)
         return [Enrollment(r.face_id, r.identity, r.created_at) for r in rows]
 
+    def replace_face(self, old_face_id: str, face: NewFace) -> Enrollment | None:
+        """Enrol ``face`` in place of ``face.identity``'s face ``old_face_id``, in one
+        transaction (a wrong face of a photo swapped for the right one); None, and nothing
+        stored, when the identity has no such face."""
+        row = new_face(
+            face.identity,
+            face.embedding,
+            created_at=utc_now(),
+            content_hash=face.content_hash,
+            crop=face.crop,
+            vault=self.vault,
+            collection=face.collection,
+        )
+        with self._writing():
+            try:
+                done = self.store.replace_face(face.identity, old_face_id, row)
+            except StorageUnavailable:
+                self._storage(False)
+                raise
+            self._storage(True)
+            if not done:
+                return None
+            self._remove_from_index(old_face_id)
+            self._add_to_index(row.face_id, row.identity, row.embedding, row.collection)
+        return Enrollment(row.face_id, row.identity, row.created_at)
+
     def delete_identity(self, identity: str, collection: str = DEFAULT_COLLECTION) -> int:
         """Erase every face of ``identity``; 0 if it was not enrolled."""
         with self._writing():

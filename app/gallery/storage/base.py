@@ -282,6 +282,11 @@ class GalleryStorage(Protocol):
         """Replace an enrolled identity's metadata; False: no such identity."""
         ...
 
+    def replace_face(self, identity: str, old_face_id: str, face: StoredFace) -> bool:
+        """Insert ``face`` and erase ``identity``'s face ``old_face_id`` in one
+        transaction; False (nothing written) when there is no such face."""
+        ...
+
     def metadata_of(
         self, identities: Sequence[str], collection: str = DEFAULT_COLLECTION
     ) -> dict[str, IdentityMeta]:

@@ -363,6 +363,37 @@ class SqlGalleryStore(ABC):
             self._log(tx, "add", added)
         return added
 
+    def replace_face(self, identity: str, old_face_id: str, face: StoredFace) -> bool:
+        """Insert ``face`` and erase ``old_face_id`` (a face of ``identity`` in
+        ``face.collection``) in one transaction: the right face of a photo in place of a
+        wrong one. False, and nothing written, when ``identity`` has no such face."""
+        row = (
+            face.face_id,
+            face.identity,
+            check_embedding(face.embedding, self.embedding_dim).tobytes(),
+            self.model_version,
+            face.created_at,
+            face.content_hash,
+            face.crop,
+            face.collection,
+        )
+        with self._transaction(write=True) as tx:
+            deleted = tx.run(
+                "DELETE FROM faces WHERE collection = ? AND identity = ? AND face_id = ?",
+                (face.collection, identity, old_face_id),
+            )
+            if not deleted:
+                return False
+            tx.run(
+                "INSERT INTO faces (face_id, identity, embedding, model_version, created_at, "
+                "content_hash, crop, collection) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                row,
+            )
+            self._log(tx, "remove", [old_face_id])
+            self._log(tx, "add", [face.face_id])
+        self._after_erasure()
+        return True
+
     def add_face(
         self,
         face_id: str,

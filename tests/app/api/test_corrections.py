@@ -156,6 +156,29 @@ def test_a_chosen_face_of_a_group_photo_is_enrolled(client: TestClient) -> None:
     assert largest["quality"] == round(faces[0]["quality"], 4)
 
 
+def test_a_wrong_enrolment_face_is_replaced_in_one_step(client: TestClient) -> None:
+    pre = "/collections/fix"  # a gallery of its own: the other tests enrol the same photo
+    ids = f"{pre}/identities"
+    wrong = _enrol(client, f"{ids}/Meant", MULTI_FACE_PHOTO)  # the largest: not the one
+    assert _named(client, pre, MULTI_FACE_PHOTO)[0] == "Meant"
+    assert_error(
+        client.post(
+            f"{ids}/Meant/faces",
+            files=image_file(MULTI_FACE_PHOTO),
+            params={"face_index": 2, "replaces": "no-such-face"},
+        ),
+        404,
+        "not_found",
+    )
+    assert list(_faces(client, f"{ids}/Meant")) == [wrong["face_id"]]  # nothing stored
+    right = _enrol(
+        client, f"{ids}/Meant", MULTI_FACE_PHOTO, face_index=2, replaces=wrong["face_id"]
+    )
+    assert list(_faces(client, f"{ids}/Meant")) == [right["face_id"]]
+    named = _named(client, pre, MULTI_FACE_PHOTO)
+    assert named[2] == "Meant" and named[0] != "Meant"
+
+
 def test_bad_corrections_are_refused_and_change_nothing(client: TestClient) -> None:
     _enrol(client, "/identities/Ann", BUSH[0])
     _enrol(client, "/identities/Ben", BLAIR[0])
@@ -216,6 +239,9 @@ def test_bad_corrections_are_refused_and_change_nothing(client: TestClient) -> N
     ]
     assert_error(
         client.post(enrol, files=two_photos, params={"face_index": 0}), 422, "validation_error"
+    )
+    assert_error(
+        client.post(enrol, files=two_photos, params={"replaces": "x"}), 422, "validation_error"
     )
     assert client.get("/identities").json() == before
     assert_error(client.get("/identities/Cy"), 404, "not_found")

@@ -47,6 +47,26 @@ def test_correction_commands(
         ann = [line.split("\t")[0] for line in capsys.readouterr().out.splitlines()]
         assert len(ann) == 2
 
+        assert run("enroll-face", "Ann", str(MULTI_FACE_PHOTO), "--replaces", "nope") == 2
+        assert run("faces", "Ann") == 0
+        assert [line.split("\t")[0] for line in capsys.readouterr().out.splitlines()] == ann
+        assert (
+            run(
+                "enroll-face",
+                "Ann",
+                str(MULTI_FACE_PHOTO),
+                "--face-index",
+                "2",
+                "--replaces",
+                ann[1],
+            )
+            == 0
+        )
+        capsys.readouterr()
+        assert run("faces", "Ann") == 0
+        replaced = [line.split("\t")[0] for line in capsys.readouterr().out.splitlines()]
+        assert len(replaced) == 2 and replaced[0] == ann[0] and ann[1] not in replaced
+        ann = replaced
         assert run("move-face", "Ann", ann[1], "Bo") == 0
         assert run("rename", "Bo", "Ann") == 2  # Ann is enrolled: merge instead
         assert "merge" in capsys.readouterr().err
