@@ -54,6 +54,42 @@ class InvalidCollection(DomainError):
     code = "invalid_collection"
 
 
+class UnknownIdentity(DomainError):
+    """A correction named an identity (or a face of it) that is not enrolled."""
+
+    code = "not_found"
+
+
+class IdentityExists(DomainError):
+    """A rename to a name that is already enrolled (merge instead)."""
+
+    code = "identity_exists"
+
+
+class SameIdentity(DomainError):
+    """A rename, merge or move whose source and target are the same identity."""
+
+    code = "same_identity"
+
+
+class MetadataTooLarge(DomainError):
+    """An identity's metadata over its size cap."""
+
+    code = "metadata_too_large"
+
+
+class InvalidMetadata(DomainError):
+    """Metadata that JSON cannot carry as it is (NaN or infinite numbers)."""
+
+    code = "validation_error"
+
+
+class FaceNotInPhoto(DomainError):
+    """The face chosen for enrolment (by box or index) is not among the photo's faces."""
+
+    code = "no_such_face"
+
+
 class StorageUnavailable(DomainError):
     """The gallery database cannot be reached; nothing was changed. The message names the
     database's own error (for logs); clients get a fixed sentence."""

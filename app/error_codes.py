@@ -59,10 +59,21 @@ ERROR_CODES: tuple[ErrorCode, ...] = (
         "the headers or the body did not arrive in time; the connection is closed",
     ),
     ErrorCode(
+        409,
+        "identity_exists",
+        "a rename to a name that is already enrolled in the collection (merge instead)",
+    ),
+    ErrorCode(
         413,
         "too_large",
         "a file over `FACEID_MAX_UPLOAD_BYTES` (refused while it streams) or a photo over "
         "`FACEID_MAX_PIXELS`",
+    ),
+    ErrorCode(
+        413,
+        "metadata_too_large",
+        "an identity's metadata `data` over 4096 bytes of JSON or an `external_id` over 256 "
+        "characters; nothing was changed",
     ),
     ErrorCode(
         415,
@@ -94,6 +105,17 @@ ERROR_CODES: tuple[ErrorCode, ...] = (
         "gives each photo's reason",
     ),
     ErrorCode(422, "no_face", "enrolment or `/verify` found no face"),
+    ErrorCode(
+        422,
+        "same_identity",
+        "a rename, merge or face move whose source and target are the same identity",
+    ),
+    ErrorCode(
+        422,
+        "no_such_face",
+        "the face chosen for enrolment (`face_index` out of range, or a `box` that overlaps "
+        "no detected face) is not in the photo; nothing was enrolled",
+    ),
     ErrorCode(
         422,
         "low_quality",

@@ -26,6 +26,7 @@ from app.api import (
     audit,
     collections,
     compreface,
+    corrections,
     deepstack,
     embed,
     health,
@@ -176,9 +177,19 @@ def add_guards(app: FastAPI, settings: Settings, metrics_: Metrics) -> None:
 def add_routes(app: FastAPI) -> None:
     """The API's resources (the access guard protects all but the public ones). The
     gallery routes also exist under ``/collections/{collection}``."""
-    for module in (health, metrics, identify, verify, embed, identities, collections, audit):
+    for module in (
+        health,
+        metrics,
+        identify,
+        verify,
+        embed,
+        identities,
+        corrections,
+        collections,
+        audit,
+    ):
         app.include_router(module.router)
-    for module in (identify, identities, audit):
+    for module in (identify, identities, corrections, audit):
         app.include_router(
             module.router,
             prefix=COLLECTION_PREFIX,

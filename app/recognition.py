@@ -20,7 +20,14 @@ from typing import ParamSpec, TypeVar
 
 import numpy as np
 
-from app.domain_errors import DomainError, LowQuality, NoFace, StorageUnavailable
+from app.domain_errors import (
+    DomainError,
+    FaceNotInPhoto,
+    LowQuality,
+    NoFace,
+    StorageUnavailable,
+    UnknownIdentity,
+)
 from app.gallery.search.index import GalleryIndex
 from app.gallery.service import Enrollment, GalleryService, NewFace
 from app.gallery.storage import DEFAULT_COLLECTION, content_hash
@@ -38,6 +45,64 @@ T = TypeVar("T")
 
 #: The similarity (``MatchPolicy.similarity``) that the threshold in force maps to.
 SIMILARITY_AT_THRESHOLD = 0.6
+#: A ``box`` chosen for enrolment names the detected face it overlaps by at least this
+#: intersection-over-union (a box copied from ``/identify``'s answer overlaps its face by
+#: 1.0; two faces of one photo rarely overlap by more than 0.3).
+MIN_BOX_IOU = 0.5
+#: Identities an enrolled face is compared with, for the lookalike warning.
+_LOOKALIKE_TOP_K = 5
+
+
+@dataclass(frozen=True)
+class FaceChoice:
+    """Which face of a photo to enrol: the ``index``-th as ``/identify`` lists them
+    (largest first), or the one whose box overlaps ``box`` (x1, y1, x2, y2) best; neither:
+    the largest."""
+
+    index: int | None = None
+    box: tuple[float, float, float, float] | None = None
+
+    def pick(self, faces: list[AlignedFace]) -> AlignedFace:
+        """The chosen face (``FaceNotInPhoto`` when there is no such face)."""
+        if self.index is not None:
+            if self.index >= len(faces):
+                raise FaceNotInPhoto(
+                    f"The photo has {len(faces)} faces; face_index {self.index} is not one "
+                    "of them (faces are numbered from 0, largest first, as /identify lists "
+                    "them). Nothing was enrolled."
+                )
+            return faces[self.index]
+        if self.box is not None:
+            overlaps = [_iou(self.box, tuple(float(v) for v in f.box)) for f in faces]
+            best = int(np.argmax(overlaps)) if overlaps else -1
+            if best < 0 or overlaps[best] < MIN_BOX_IOU:
+                raise FaceNotInPhoto(
+                    f"No detected face overlaps the box {list(self.box)} (the best overlap "
+                    f"is {max(overlaps, default=0.0):.2f}, at least {MIN_BOX_IOU} is needed); "
+                    "copy a face's box from /identify. Nothing was enrolled."
+                )
+            return faces[best]
+        return faces[0]
+
+
+def _iou(a: tuple[float, ...], b: tuple[float, ...]) -> float:
+    """Intersection over union of two boxes (x1, y1, x2, y2)."""
+    w = min(a[2], b[2]) - max(a[0], b[0])
+    h = min(a[3], b[3]) - max(a[1], b[1])
+    inter = max(w, 0.0) * max(h, 0.0)
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
+@dataclass(frozen=True)
+class Lookalike:
+    """An enrolled face that already matched another identity above the threshold."""
+
+    photo: int
+    face_id: str
+    identity: str
+    score: float
+    threshold: float
 
 
 @dataclass(frozen=True)
@@ -144,13 +209,14 @@ class MatchPolicy:
         """One-to-one comparisons: the card's pair threshold unless overridden."""
         return self.fixed if self.fixed is not None else self.card.threshold
 
-    def enrollable(self, faces: list[AlignedFace]) -> AlignedFace:
-        """The face of a photo that enrolment stores: the largest, if it passes the
-        enrolment quality floor (``NoFace`` / ``LowQuality`` otherwise). The HTTP
-        route and ``python -m app.gallery enroll`` share this rule."""
+    def enrollable(self, faces: list[AlignedFace], choice: FaceChoice | None = None) -> AlignedFace:
+        """The face of a photo that enrolment stores: the largest (or the one ``choice``
+        names), if it passes the enrolment quality floor (``NoFace`` / ``FaceNotInPhoto``
+        / ``LowQuality`` otherwise). The HTTP route and ``python -m app.gallery`` share
+        this rule."""
         if not faces:
             raise NoFace("No face was found in the photo; nothing was enrolled.")
-        face = faces[0]
+        face = (choice or FaceChoice()).pick(faces)
         floor = self.enroll_quality_floor
         if face.quality.score < floor:
             raise LowQuality(
@@ -249,6 +315,14 @@ class EnrolledFace:
     enrollment: Enrollment
     face: AlignedFace
     faces_detected: int
+
+
+@dataclass(frozen=True)
+class EnrolOutcome:
+    """What an enrolment request did: one outcome per photo, and the warnings."""
+
+    photos: list[PhotoOutcome]
+    lookalikes: list[Lookalike]
 
 
 @dataclass(frozen=True)
@@ -424,9 +498,11 @@ class Recognizer:
         threshold = self.policy.verify_threshold
         return Verification(score >= threshold, score, threshold, (faces_a[0], faces_b[0]))
 
-    async def _enrollable_in(self, data: bytes) -> tuple[AlignedFace, int]:
+    async def _enrollable_in(
+        self, data: bytes, choice: FaceChoice | None = None
+    ) -> tuple[AlignedFace, int]:
         faces = await self.find_faces(data, "/identities/{identity}/faces", None)
-        return self.policy.enrollable(faces), len(faces)
+        return self.policy.enrollable(faces, choice), len(faces)
 
     async def enroll_faces(
         self,
@@ -438,21 +514,68 @@ class Recognizer:
         photo, for the content hash) under ``identity``, in one transaction: embedded
         through the batcher, with their sealed crops when crops are kept."""
         embeddings = await self.embed([face for face, _ in faces])
+        return await self._store(identity, faces, embeddings, collection)
+
+    async def _store(
+        self,
+        identity: str,
+        faces: list[tuple[AlignedFace, bytes]],
+        embeddings: np.ndarray,
+        collection: str,
+    ) -> list[Enrollment]:
         new_faces = [
             NewFace(identity, embedding, content_hash(data), face.crop, collection)
             for (face, data), embedding in zip(faces, embeddings, strict=True)
         ]
         return await self.run_db(self.gallery.enroll_many, new_faces)
 
+    async def lookalikes(
+        self, identity: str, embeddings: np.ndarray, collection: str = DEFAULT_COLLECTION
+    ) -> list[tuple[int, str, float, float]]:
+        """For each embedding that matches an identity other than ``identity`` at or
+        above the threshold in force: (its position, that identity, score, threshold)."""
+        if not len(embeddings):
+            return []
+        index = self.gallery.index_of(collection)
+        matches = await asyncio.get_running_loop().run_in_executor(
+            self._search_pool, self.policy.search, index, embeddings, _LOOKALIKE_TOP_K
+        )
+        threshold = self.threshold(None, collection).value
+        found = []
+        for i, candidates in enumerate(matches):
+            other = next(((n, sc) for n, sc in candidates if n != identity), None)
+            if other is not None and other[1] >= threshold:
+                found.append((i, other[0], float(other[1]), threshold))
+        return found
+
     async def enroll_photos(
-        self, identity: str, photos: list[bytes], collection: str = DEFAULT_COLLECTION
+        self,
+        identity: str,
+        photos: list[bytes],
+        collection: str = DEFAULT_COLLECTION,
+        choice: FaceChoice | None = None,
     ) -> list[PhotoOutcome]:
-        """Enrol the largest face of each photo under ``identity`` in ``collection``: one
-        outcome per photo, in order. The faces that pass are stored in one transaction
-        (StorageUnavailable: none was stored); each keeps its photo's content hash and,
-        with a crop vault, its sealed aligned crop."""
+        """``enroll_chosen`` without its warnings."""
+        return (await self.enroll_chosen(identity, photos, collection, choice)).photos
+
+    async def enroll_chosen(
+        self,
+        identity: str,
+        photos: list[bytes],
+        collection: str = DEFAULT_COLLECTION,
+        choice: FaceChoice | None = None,
+        replaces: str | None = None,
+    ) -> EnrolOutcome:
+        """Enrol the largest face (or the one ``choice`` names) of each photo under
+        ``identity`` in ``collection``: one outcome per photo, in order. The faces that
+        pass are stored in one transaction (StorageUnavailable: none was stored); each
+        keeps its photo's content hash and, with a crop vault, its sealed aligned crop.
+        A face that already matches another identity above the threshold in force is
+        enrolled all the same, with a warning (``lookalikes``). ``replaces`` (one photo):
+        the face of ``identity`` that the new one takes the place of, in the same
+        transaction (``UnknownIdentity`` when there is no such face; nothing is stored)."""
         found = await asyncio.gather(
-            *(self._enrollable_in(data) for data in photos), return_exceptions=True
+            *(self._enrollable_in(data, choice) for data in photos), return_exceptions=True
         )
         outcomes: list[PhotoOutcome | None] = []
         accepted: list[tuple[int, AlignedFace, int]] = []
@@ -464,10 +587,27 @@ class Recognizer:
             else:
                 outcomes.append(None)
                 accepted.append((i, *result))
+        lookalikes: list[Lookalike] = []
         if accepted:
-            enrolled = await self.enroll_faces(
-                identity, [(face, photos[i]) for i, face, _ in accepted], collection
-            )
+            pairs = [(face, photos[i]) for i, face, _ in accepted]
+            embeddings = await self.embed([face for face, _ in pairs])
+            similar = await self.lookalikes(identity, embeddings, collection)
+            if replaces is None:
+                enrolled = await self._store(identity, pairs, embeddings, collection)
+            else:
+                (face, data), embedding = pairs[0], embeddings[0]
+                new = NewFace(identity, embedding, content_hash(data), face.crop, collection)
+                swapped = await self.run_db(self.gallery.replace_face, replaces, new)
+                if swapped is None:
+                    raise UnknownIdentity(
+                        f"Identity {identity!r} has no face with id {replaces!r}; nothing "
+                        "was enrolled."
+                    )
+                enrolled = [swapped]
             for (i, face, detected), enrollment in zip(accepted, enrolled, strict=True):
                 outcomes[i] = PhotoOutcome(EnrolledFace(enrollment, face, detected), None)
-        return [o for o in outcomes if o is not None]
+            lookalikes = [
+                Lookalike(accepted[j][0], enrolled[j].face_id, other, score, threshold)
+                for j, other, score, threshold in similar
+            ]
+        return EnrolOutcome([o for o in outcomes if o is not None], lookalikes)

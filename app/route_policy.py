@@ -74,6 +74,10 @@ GALLERY_ROUTES: dict[str, RoutePolicy] = {
     "/identities/{identity}/faces": RoutePolicy(role=Role.manage, repeated_files=True),
     "/identities/{identity}/faces/{face_id}": _MANAGE,
     "/gallery/audit": _MANAGE,
+    "/identities/{identity}/rename": _MANAGE,
+    "/identities/{identity}/merge": _MANAGE,
+    "/identities/{identity}/metadata": _MANAGE,
+    "/identities/{identity}/faces/{face_id}/move": _MANAGE,
 }
 
 _CF = "/api/v1"

@@ -194,6 +194,24 @@ class Candidate(BaseModel):
     score: float = Field(examples=[0.71], description="Cosine similarity of the best face.")
 
 
+class IdentityMetadata(BaseModel):
+    """An identity's optional metadata (`PUT /identities/{identity}/metadata`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    external_id: str | None = Field(
+        default=None,
+        min_length=1,
+        examples=["emp-1042"],
+        description="Another system's key for this person (up to 256 characters).",
+    )
+    data: dict[str, object] | None = Field(
+        default=None,
+        examples=[{"team": "night shift"}],
+        description="A small JSON object of your own (up to 4096 bytes as compact JSON).",
+    )
+
+
 class IdentifiedFace(FaceBase):
     identity: str | None = Field(
         examples=["Ada Lovelace"],
@@ -208,6 +226,10 @@ class IdentifiedFace(FaceBase):
     )
     score: float | None = Field(
         examples=[0.71], description="Cosine similarity of the best match (null if none)."
+    )
+    metadata: IdentityMetadata | None = Field(
+        default=None,
+        description="The named identity's metadata, with `with_metadata=true` (null: none).",
     )
     candidates: list[Candidate] = Field(
         description="The top_k best identities, best first, whatever their score.",
@@ -224,14 +246,31 @@ class IdentifyResponse(BaseModel):
 class EnrollWarning(BaseModel):
     """Something to know about an enrolment that was made all the same."""
 
-    code: str = Field(
+    code: Literal["low_quality", "matches_other_identity"] = Field(
         examples=["low_quality"],
         description="low_quality: the face's quality is under FACEID_ENROLL_QUALITY_WARNING "
-        "(it was enrolled; the message says why it is weak).",
+        "(it was enrolled; the message says why it is weak). matches_other_identity: the "
+        "enrolled face already matches another identity of the collection above the threshold "
+        "in force (the same person under two names, or a wrong photo?): merge or move it if so; "
+        "`identity`, `score` and `threshold` say which and how much.",
     )
     message: str = Field(examples=["The face's quality is 0.31, under 0.50: the face is blurred."])
     photo: int | None = Field(
         default=None, examples=[0], description="The `image` part it is about, if one."
+    )
+    face_id: str | None = Field(
+        default=None,
+        examples=["3f0c9b7e-5d0b-4a55-9a43-6f1e2d0c8b11"],
+        description="The enrolled face it is about (matches_other_identity).",
+    )
+    identity: str | None = Field(
+        default=None, examples=["Ada King"], description="The other identity it matches."
+    )
+    score: float | None = Field(
+        default=None, examples=[0.83], description="Cosine similarity to that identity."
+    )
+    threshold: float | None = Field(
+        default=None, examples=[0.71], description="The threshold in force it reaches."
     )
 
 
@@ -274,6 +313,7 @@ class EnrollResponse(BaseModel):
 class IdentitySummary(BaseModel):
     identity: str = Field(examples=["Ada Lovelace"])
     faces: int = Field(examples=[2])
+    metadata: IdentityMetadata | None = Field(default=None, description="null: none set.")
 
 
 class IdentityList(BaseModel):
@@ -290,6 +330,29 @@ class EnrolledFace(BaseModel):
 class IdentityDetail(BaseModel):
     identity: str = Field(examples=["Ada Lovelace"])
     faces: list[EnrolledFace]
+    metadata: IdentityMetadata | None = Field(default=None, description="null: none set.")
+
+
+class RenameRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(examples=["Ada King"], description="The new name (not yet enrolled).")
+
+
+class MergeRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    into: str = Field(
+        examples=["Ada King"], description="The enrolled identity that takes every face."
+    )
+
+
+class MoveFaceRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    to: str = Field(
+        examples=["Ada King"], description="The identity (enrolled or new) that takes the face."
+    )
 
 
 class VerifyResponse(BaseModel):

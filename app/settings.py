@@ -261,6 +261,15 @@ class Settings(BaseSettings):
         "processes' enrollments and erasures (PostgreSQL also wakes it at once by "
         "NOTIFY); bounds how stale another process's view can be.",
     )
+    change_log_ttl_s: float = Field(
+        default=300.0,
+        ge=10.0,
+        le=30 * 24 * 3600.0,
+        description="The gallery's change log is pruned up to the change that every "
+        "process following it has applied; a process not heard from for this long (stopped, "
+        "suspended, cut off) no longer holds it back and, when it returns, reloads the whole "
+        "gallery instead. Bounds the log to what the live processes have not yet applied.",
+    )
     keep_aligned_crops: bool = Field(
         default=False,
         description="Keep each enrolled face's aligned 112x112 crop in the gallery, "

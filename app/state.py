@@ -148,6 +148,7 @@ def _load(
         search_threads=settings.search_threads,
         vault=checked.vault,
     )
+    gallery.follower_ttl_s = settings.change_log_ttl_s
     gallery.start_sync(settings.sync_poll_ms / 1000)  # follow other processes' changes
     log.info(
         "model loaded and warmed up",

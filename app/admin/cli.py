@@ -8,6 +8,8 @@
     reembed ...       build a gallery for a new model from this one (README: Upgrading)
     audit             suspected duplicates and misfiled faces, and the calibration check
                       on the enrolled people (as GET /gallery/audit); --json for all of it
+    rename, merge, move-face, set-metadata, enroll-face, faces
+                      corrections (``app.admin.corrections``)
 
 They read the same ``FACEID_*`` settings as the service (model, data directory or database
 URL, detector, engine, quality floors, kept crops) and write through the same storage, so
@@ -151,6 +153,9 @@ def _parser() -> argparse.ArgumentParser:
         "--threshold", type=float, default=None, help="audit at this cosine threshold instead"
     )
     aud.add_argument("--json", action="store_true", help="print the whole report as JSON")
+    from app.admin.corrections import add_parsers
+
+    add_parsers(commands, _collection)
     return parser
 
 
@@ -171,14 +176,14 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
     from app.admin.archive import ArchiveError
-    from app.domain_errors import StartupError, StorageUnavailable
+    from app.domain_errors import DomainError, StartupError
     from app.gallery.crops import CropKeyError
     from app.log import configure_logging
 
     configure_logging(settings.log_level)
     try:
         return _run(args, settings)
-    except (StartupError, ArchiveError, CropKeyError, StorageUnavailable) as exc:
+    except (StartupError, ArchiveError, CropKeyError, DomainError, OSError) as exc:
         print(f"faceid: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
@@ -200,6 +205,11 @@ def _run(args: argparse.Namespace, settings: Any) -> int:
     try:
         if args.command == "audit":
             return _audit(args, settings, checked)
+        from app.admin.corrections import COMMANDS
+        from app.admin.corrections import run as correct
+
+        if args.command in COMMANDS:
+            return correct(args, store, settings)
         if args.command == "export":
             from app.admin.archive import export_gallery
 

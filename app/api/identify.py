@@ -7,6 +7,8 @@ from typing import Annotated
 from fastapi import APIRouter, File, Query, UploadFile
 
 from app.api.deps import CollectionName, DigitsOnly, Ready, face_fields, read_upload, threshold_info
+from app.api.identities import metadata_model
+from app.gallery.storage.base import IdentityMeta
 from app.schemas import Candidate, IdentifiedFace, IdentifyResponse, error_responses
 
 router = APIRouter(tags=["recognition"])
@@ -39,6 +41,13 @@ async def identify(
         Query(ge=1, le=100, description="Largest faces to consider; default: FACEID_MAX_FACES."),
         DigitsOnly,
     ] = None,
+    with_metadata: Annotated[
+        bool,
+        Query(
+            description="Also return each named identity's metadata (one gallery database "
+            "read; without it, identification never waits for the database)."
+        ),
+    ] = False,
 ) -> IdentifyResponse:
     """Detects every face (largest first), embeds them and matches each against the gallery.
 
@@ -49,6 +58,10 @@ async def identify(
     data = await read_upload(image, recognizer)
     result = await recognizer.identify(data, top_k, threshold, max_faces, collection)
     in_force = result.threshold
+    meta: dict[str, IdentityMeta] = {}
+    named = [f.decision.identity for f in result.faces if f.decision.identity is not None]
+    if with_metadata and named:
+        meta = await recognizer.run_db(recognizer.gallery.metadata_of, named, collection)
     return IdentifyResponse(
         faces=[
             IdentifiedFace(
@@ -56,6 +69,7 @@ async def identify(
                 identity=f.decision.identity,
                 reason=f.decision.reason if f.decision.identity is None else None,  # type: ignore[arg-type]
                 score=f.decision.score,
+                metadata=metadata_model(meta.get(f.decision.identity or "")),
                 candidates=[Candidate(identity=i, score=s) for i, s in f.candidates],
             )
             for f in result.faces

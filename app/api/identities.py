@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Annotated
 from urllib.parse import quote
 
@@ -10,7 +11,8 @@ from fastapi import APIRouter, File, Path, Query, Response, UploadFile
 from app.api.deps import CollectionName, DigitsOnly, Identity, Ready, read_upload
 from app.errors import ApiError
 from app.gallery.storage import DEFAULT_COLLECTION
-from app.recognition import MatchPolicy, PhotoOutcome
+from app.gallery.storage.base import IdentityMeta
+from app.recognition import FaceChoice, MatchPolicy, PhotoOutcome, Recognizer
 from app.schemas import (
     EnrolledFace,
     EnrollPhoto,
@@ -19,6 +21,7 @@ from app.schemas import (
     ErrorDetail,
     IdentityDetail,
     IdentityList,
+    IdentityMetadata,
     IdentitySummary,
     error_responses,
 )
@@ -36,8 +39,8 @@ def _unknown(identity: str) -> ApiError:
     "/{identity}/faces",
     status_code=201,
     response_model=EnrollResponse,
-    summary="Enroll the largest face of one or several photos",
-    responses=error_responses(400, 401, 413, 415, 422, 503),
+    summary="Enroll the largest (or a chosen) face of one or several photos",
+    responses=error_responses(400, 401, 404, 413, 415, 422, 503),
 )
 async def enroll(
     recognizer: Ready,
@@ -51,9 +54,43 @@ async def enroll(
         ),
     ],
     response: Response,
+    face_index: Annotated[
+        int | None,
+        Query(
+            ge=0,
+            le=99,
+            description="Enrol this face of the photo instead of the largest: its position "
+            "in the photo's faces as /identify lists them (0: the largest). One photo only.",
+        ),
+        DigitsOnly,
+    ] = None,
+    box: Annotated[
+        str | None,
+        Query(
+            max_length=200,
+            description="Enrol the face whose box overlaps this one (x1,y1,x2,y2 in pixels, "
+            "e.g. copied from /identify) by at least half. One photo only.",
+            examples=["61.3,52.9,186.4,204.1"],
+        ),
+    ] = None,
+    replaces: Annotated[
+        str | None,
+        Query(
+            min_length=1,
+            max_length=64,
+            description="A face id of this identity that the new face takes the place of, "
+            "in the same transaction (a wrong face of a photo swapped for the right one). "
+            "One photo only; 404 when the identity has no such face (nothing is stored).",
+        ),
+    ] = None,
 ) -> EnrollResponse:
     """Stores the embedding of each photo's largest face (never the photo) under
     `identity`. Several photos per identity are allowed and all count in matching.
+    `face_index` or `box` choose another face of a single photo (422 `no_such_face` when
+    the photo has no such face).
+
+    A face that already matches another identity above the threshold in force is enrolled
+    all the same, and `warnings` names that identity and the score.
 
     One photo: 422 `no_face` when it has no face, 422 `low_quality` (saying why) when the
     face is under the enrolment quality floor, 400/413/415 when it is not a usable image.
@@ -62,8 +99,12 @@ async def enroll(
     Several photos: each part's outcome is in `photos`; 201 when at least one was enrolled
     (the others say why not), 422 `no_photo_enrolled` when none was. The enrolled faces are
     stored together: on 503 none is."""
+    choice = _face_choice(face_index, box, len(image))
+    if replaces is not None and len(image) != 1:
+        raise ApiError("validation_error", f"replaces takes one photo; got {len(image)}.")
     uploads = [await read_upload(part, recognizer) for part in image]
-    outcomes = await recognizer.enroll_photos(identity, uploads, collection)
+    result = await recognizer.enroll_chosen(identity, uploads, collection, choice, replaces)
+    outcomes = result.photos
     if len(outcomes) == 1 and outcomes[0].error is not None:
         raise outcomes[0].error
     policy = recognizer.policy
@@ -91,7 +132,69 @@ async def enroll(
         quality=round(first.face.quality.score, 4),
         enrolled=len(enrolled),
         photos=photos,
-        warnings=[w for p in photos for w in p.warnings],
+        warnings=[w for p in photos for w in p.warnings]
+        + [
+            EnrollWarning(
+                code="matches_other_identity",
+                photo=w.photo,
+                face_id=w.face_id,
+                identity=w.identity,
+                score=round(w.score, 4),
+                threshold=round(w.threshold, 4),
+                message=f"The face of photo {w.photo} also matches {w.identity!r} "
+                f"(score {w.score:.3f} ≥ threshold {w.threshold:.3f}): the same person under "
+                "two names, or a photo of someone else? Enrolled all the same.",
+            )
+            for w in result.lookalikes
+        ],
+    )
+
+
+def _face_choice(face_index: int | None, box: str | None, photos: int) -> FaceChoice | None:
+    """The face the request chose (None: the largest), or 422 ``validation_error``."""
+    if face_index is None and box is None:
+        return None
+    if face_index is not None and box is not None:
+        raise ApiError("validation_error", "Give face_index or box, not both.")
+    if photos != 1:
+        raise ApiError(
+            "validation_error", f"face_index and box choose a face of one photo; got {photos}."
+        )
+    if box is None:
+        return FaceChoice(index=face_index)
+    try:
+        values = [float(v) for v in box.split(",")]
+    except ValueError:
+        values = []
+    if len(values) != 4 or not all(math.isfinite(v) for v in values):
+        raise ApiError("validation_error", "box must be four numbers: x1,y1,x2,y2.")
+    x1, y1, x2, y2 = values
+    if x2 <= x1 or y2 <= y1:
+        raise ApiError("validation_error", "box must have x2 > x1 and y2 > y1.")
+    return FaceChoice(box=(x1, y1, x2, y2))
+
+
+def metadata_model(meta: IdentityMeta | None) -> IdentityMetadata | None:
+    """An identity's stored metadata as the API returns it (None: none set)."""
+    if meta is None:
+        return None
+    return IdentityMetadata(external_id=meta.external_id, data=meta.data)
+
+
+async def identity_detail(recognizer: Recognizer, identity: str, collection: str) -> IdentityDetail:
+    """An enrolled identity's faces and metadata (404 ``not_found`` when it has none)."""
+    gallery = recognizer.gallery
+    faces = await recognizer.run_db(gallery.faces_of, identity, collection)
+    if not faces:
+        raise _unknown(identity)
+    meta = await recognizer.run_db(gallery.metadata_of, [identity], collection)
+    return IdentityDetail(
+        identity=identity,
+        faces=[
+            EnrolledFace(face_id=f.face_id, created_at=f.created_at, model_version=f.model_version)
+            for f in faces
+        ],
+        metadata=metadata_model(meta.get(identity)),
     )
 
 
@@ -132,11 +235,15 @@ async def list_identities(
     ] = 0,
 ) -> IdentityList:
     """Identities in name order with their number of faces, and the total count."""
-    page, total = await recognizer.run_db(
-        recognizer.gallery.list_identities, limit, offset, collection
-    )
+    gallery = recognizer.gallery
+    page, total = await recognizer.run_db(gallery.list_identities, limit, offset, collection)
+    meta = await recognizer.run_db(gallery.metadata_of, [i for i, _ in page], collection)
     return IdentityList(
-        identities=[IdentitySummary(identity=i, faces=n) for i, n in page], total=total
+        identities=[
+            IdentitySummary(identity=i, faces=n, metadata=metadata_model(meta.get(i)))
+            for i, n in page
+        ],
+        total=total,
     )
 
 
@@ -149,17 +256,9 @@ async def list_identities(
 async def get_identity(
     recognizer: Ready, identity: Identity, collection: CollectionName
 ) -> IdentityDetail:
-    """Face ids with their enrollment times and the model that made them."""
-    faces = await recognizer.run_db(recognizer.gallery.faces_of, identity, collection)
-    if not faces:
-        raise _unknown(identity)
-    return IdentityDetail(
-        identity=identity,
-        faces=[
-            EnrolledFace(face_id=f.face_id, created_at=f.created_at, model_version=f.model_version)
-            for f in faces
-        ],
-    )
+    """Face ids with their enrollment times and the model that made them, and the
+    identity's metadata."""
+    return await identity_detail(recognizer, identity, collection)
 
 
 @router.delete(

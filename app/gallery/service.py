@@ -13,6 +13,12 @@ loses nothing. Changes name faces by id and are idempotent (an ``add`` of a face
 in the index, or erased since, and a ``remove`` of a face not in it, do nothing), so a
 process's own writes, applied at once, and the same changes read back from the log agree.
 
+The change log is pruned (``maintain``): every following process records the last seq it
+applied with a heartbeat (``followers``), and the changes that every process seen within
+``follower_ttl_s`` has applied are deleted. A process that was gone longer (stopped,
+suspended, partitioned) finds its seq below the pruned floor when it comes back and
+reloads the whole gallery from a snapshot instead (``sync``), so it misses nothing.
+
 Collections: every collection (a named gallery with its own identities) has its own
 in-memory index, created when its first face arrives; a face id belongs to one collection.
 With a key ring, the follower also reloads the API keys whenever they change in the
@@ -26,8 +32,10 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -41,14 +49,18 @@ from app.gallery.storage import (
     DEFAULT_COLLECTION,
     CollectionSize,
     FaceRecord,
+    GalleryRows,
     GalleryStorage,
     KeyRecord,
     StoredFace,
 )
+from app.gallery.storage.base import IdentityMeta, MoveMode
 
 log = logging.getLogger("faceid.gallery")
 
 _BATCH = 1000  # changes read per query while catching up
+#: How often a following process reports its progress and prunes the change log (s).
+MAINTAIN_EVERY_S = 5.0
 
 
 @dataclass(frozen=True)
@@ -110,6 +122,12 @@ class GalleryService:
         self._syncer: threading.Thread | None = None
         self._keys: KeyListener | None = None
         self._keys_version = -1
+        #: This process as a follower of the change log (``followers.process_id``).
+        self.process_id = str(uuid.uuid4())
+        #: A follower not heard from for this long no longer holds the change log back.
+        self.follower_ttl_s = 300.0
+        #: How many times this process fell behind the pruned log and reloaded everything.
+        self.resnapshots = 0
 
     @classmethod
     def open(
@@ -124,12 +142,8 @@ class GalleryService:
         background; ``search_threads`` (0: every core) split one exact scan of a large
         gallery. With a ``vault``, enrolled faces keep their aligned crops, sealed."""
         rows, seq = store.snapshot()
-        collections = rows.collections or [DEFAULT_COLLECTION] * len(rows.face_ids)
-        by_collection: dict[str, list[int]] = {}
-        for i, name in enumerate(collections):
-            by_collection.setdefault(name, []).append(i)
         indexes = {}
-        for name, positions in by_collection.items():
+        for name, positions in _by_collection(rows).items():
             index = GalleryIndex(
                 store.embedding_dim, ann_min_faces=ann_min_faces, search_threads=search_threads
             )
@@ -278,6 +292,32 @@ class GalleryService:
                 self._add_to_index(row.face_id, row.identity, row.embedding, row.collection)
         return [Enrollment(r.face_id, r.identity, r.created_at) for r in rows]
 
+    def replace_face(self, old_face_id: str, face: NewFace) -> Enrollment | None:
+        """Enrol ``face`` in place of ``face.identity``'s face ``old_face_id``, in one
+        transaction (a wrong face of a photo swapped for the right one); None, and nothing
+        stored, when the identity has no such face."""
+        row = new_face(
+            face.identity,
+            face.embedding,
+            created_at=utc_now(),
+            content_hash=face.content_hash,
+            crop=face.crop,
+            vault=self.vault,
+            collection=face.collection,
+        )
+        with self._writing():
+            try:
+                done = self.store.replace_face(face.identity, old_face_id, row)
+            except StorageUnavailable:
+                self._storage(False)
+                raise
+            self._storage(True)
+            if not done:
+                return None
+            self._remove_from_index(old_face_id)
+            self._add_to_index(row.face_id, row.identity, row.embedding, row.collection)
+        return Enrollment(row.face_id, row.identity, row.created_at)
+
     def delete_identity(self, identity: str, collection: str = DEFAULT_COLLECTION) -> int:
         """Erase every face of ``identity``; 0 if it was not enrolled."""
         with self._writing():
@@ -339,15 +379,79 @@ class GalleryService:
                 self._add_to_index(face.face_id, new_identity, face.embedding, collection)
         return len(moved)
 
+    def move_identity(self, identity: str, target: str, collection: str, mode: MoveMode) -> int:
+        """Rename (``mode="rename"``: ``target`` must not exist) or merge (``"merge"``:
+        it must) an identity, in one transaction; returns how many faces moved. Raises
+        ``UnknownIdentity``, ``IdentityExists`` or ``SameIdentity``; nothing changes then."""
+        with self._writing():
+            try:
+                moved = self.store.move_identity(identity, target, collection, mode)
+            except StorageUnavailable:
+                self._storage(False)
+                raise
+            self._storage(True)
+            for face in moved:
+                self._remove_from_index(face.face_id)
+                self._add_to_index(face.face_id, target, face.embedding, collection)
+        return len(moved)
+
+    def move_face(
+        self, identity: str, face_id: str, target: str, collection: str = DEFAULT_COLLECTION
+    ) -> StoredFace | None:
+        """Move one face of ``identity`` to ``target`` (new or enrolled), keeping its id,
+        time and hash; None: ``identity`` has no such face (``SameIdentity`` if it is
+        ``target``)."""
+        with self._writing():
+            try:
+                moved = self.store.move_face(identity, face_id, target, collection)
+            except StorageUnavailable:
+                self._storage(False)
+                raise
+            self._storage(True)
+            if moved is not None:
+                self._remove_from_index(face_id)
+                self._add_to_index(face_id, target, moved.embedding, collection)
+        return moved
+
+    def set_metadata(
+        self, identity: str, meta: IdentityMeta, collection: str = DEFAULT_COLLECTION
+    ) -> bool:
+        """Replace an enrolled identity's metadata; False: no such identity."""
+        with self._writing():
+            try:
+                done = self.store.set_metadata(identity, meta, collection)
+            except StorageUnavailable:
+                self._storage(False)
+                raise
+            self._storage(True)
+        return done
+
+    def metadata_of(
+        self, identities: Sequence[str], collection: str = DEFAULT_COLLECTION
+    ) -> dict[str, IdentityMeta]:
+        """The metadata of those ``identities`` that have some."""
+        try:
+            return self.store.metadata_of(identities, collection)
+        except StorageUnavailable:
+            self._storage(False)
+            raise
+
     # ------------------------------------------------------------------ sync
     def sync(self) -> int:
         """Apply every change after ``change_seq`` to the indexes; returns how many
-        (raises StorageUnavailable)."""
+        (raises StorageUnavailable). A process whose seq is below the pruned floor of the
+        change log reloads the whole gallery instead (``resnapshot``)."""
         applied = 0
         with self._write_lock:
             while True:
                 try:
                     changes = self.store.changes_since(self._change_seq, _BATCH)
+                    # Read after the changes: a floor still at or below our seq means no
+                    # change we need was pruned before (or while) we read them.
+                    behind = self.store.change_floor() > self._change_seq
+                    if behind:
+                        self._resnapshot()
+                        return applied
                 except StorageUnavailable:
                     self._storage(False)
                     raise
@@ -370,6 +474,46 @@ class GalleryService:
                 applied += len(changes)
                 if len(changes) < _BATCH:
                     return applied
+
+    def _resnapshot(self) -> None:
+        """Make the indexes equal to a fresh snapshot of the database (under the write
+        lock): faces gone are removed, new or moved ones added; the index objects stay, so
+        searches running meanwhile are never cut off."""
+        rows, seq = self.store.snapshot()
+        log.warning(
+            "gallery change log was pruned past this process; reloading the gallery",
+            extra={"applied_seq": self._change_seq, "snapshot_seq": seq},
+        )
+        wanted = {face_id: i for i, face_id in enumerate(rows.face_ids)}
+        collections = rows.collections or [DEFAULT_COLLECTION] * len(rows.face_ids)
+        for face_id, name in list(self._collection_of.items()):
+            i = wanted.get(face_id)
+            if (
+                i is None
+                or collections[i] != name
+                or self._indexes[name].identity_of(face_id) != rows.identities[i]
+            ):
+                self._remove_from_index(face_id)
+        for name, positions in _by_collection(rows).items():
+            new = [i for i in positions if rows.face_ids[i] not in self._collection_of]
+            if new:
+                self._index_for_write(name).add_many(
+                    [rows.face_ids[i] for i in new],
+                    [rows.identities[i] for i in new],
+                    rows.embeddings[new],
+                )
+                for i in new:
+                    self._collection_of[rows.face_ids[i]] = name
+        self._change_seq = seq
+        self.resnapshots += 1
+
+    def maintain(self, now: float | None = None) -> int:
+        """Report this process's applied seq (its heartbeat as a follower), then prune
+        the change log up to what every live follower has applied; returns how many
+        changes were pruned (raises StorageUnavailable)."""
+        now = time.time() if now is None else now
+        self.store.report_follower(self.process_id, self._change_seq, now)
+        return self.store.prune_changes(now - self.follower_ttl_s)
 
     def follow_keys(self, listener: KeyListener) -> None:
         """Load the API keys into ``listener`` now, and again whenever they change."""
@@ -398,10 +542,17 @@ class GalleryService:
         self._syncer.start()
 
     def _follow(self, poll_s: float) -> None:
+        next_maintenance = 0.0  # report at once (hold the log), prune from the next round
         while not self._stop.is_set():
             try:
                 self.sync()
                 self.sync_keys()
+                if time.monotonic() >= next_maintenance:
+                    if next_maintenance == 0.0:
+                        self.store.report_follower(self.process_id, self._change_seq, time.time())
+                    else:
+                        self.maintain()
+                    next_maintenance = time.monotonic() + MAINTAIN_EVERY_S
                 self.store.wait_for_changes(poll_s)
                 if self.store.engine == "sqlite":
                     self._stop.wait(poll_s)
@@ -468,7 +619,19 @@ class GalleryService:
         if self._syncer is not None:
             self._syncer.join(timeout=10)
             self._syncer = None
+            # No longer holds the change log back (unreachable: its heartbeat goes stale).
+            with suppress(StorageUnavailable):
+                self.store.forget_follower(self.process_id)
         for index in self._indexes.values():
             index.close()
         self._empty.close()
         self.store.close()
+
+
+def _by_collection(rows: GalleryRows) -> dict[str, list[int]]:
+    """The positions of a snapshot's faces, per collection."""
+    collections = rows.collections or [DEFAULT_COLLECTION] * len(rows.face_ids)
+    by_collection: dict[str, list[int]] = {}
+    for i, name in enumerate(collections):
+        by_collection.setdefault(name, []).append(i)
+    return by_collection

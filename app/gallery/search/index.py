@@ -120,6 +120,12 @@ class GalleryIndex:
             names = [str(self._names[int(c)]) for c in self._codes[:size].tolist()]
             return list(self._face_ids), names, self._emb[:size].copy()
 
+    def identity_of(self, face_id: str) -> str | None:
+        """The identity a face is enrolled under here (None: not in the index)."""
+        with self._lock:
+            row = self._row_of.get(face_id)
+            return None if row is None else self._names[int(self._codes[row])]
+
     # ---------------------------------------------------------------- writes
     def _reserve(self, extra: int) -> None:
         need = self._size + extra

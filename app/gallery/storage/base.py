@@ -17,7 +17,15 @@ migrated by the service at startup):
   It names faces by their random id only, so erasing a person leaves no name and no
   embedding in it. Writers are serialised, so ``seq`` order is commit order and a reader
   that has applied every change up to ``seq`` never misses a later one;
-- ``schema_version``: one row, the version of the schema.
+- ``schema_version``: one row, the version of the schema;
+- ``identity_meta``: optional metadata of an identity (``collection``, ``identity``,
+  ``external_id``, ``data`` a small JSON object); it moves with a rename or merge and is
+  erased with the identity's last face;
+- ``followers``: every process that follows the change log (``process_id``,
+  ``applied_seq``, ``seen_at`` its last heartbeat, epoch seconds); ``change_floor``: one
+  row, the seq up to which ``changes`` was pruned. The log is pruned up to the lowest
+  ``applied_seq`` of the followers seen within ``FACEID_CHANGE_LOG_TTL_S``; a process
+  found below the floor reloads the whole gallery (``GalleryService.sync``).
 
 The queries live once, in ``app.gallery.storage.queries.SqlGalleryStore``, and the
 migration loop in ``app.gallery.storage.schema``; each engine adds its connection
@@ -37,15 +45,25 @@ from typing import Literal, Protocol
 
 import numpy as np
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 """1: faces only (SQLite ``PRAGMA user_version``); 2: + ``content_hash``, ``changes`` and
 ``schema_version``; 3: + ``crop`` and an index on ``content_hash``; 4: + ``collection``
-(existing faces are in ``default``) and the ``api_keys`` table."""
+(existing faces are in ``default``) and the ``api_keys`` table; 5: + ``identity_meta``
+(an identity's external id and JSON data), ``followers`` (each following process's applied
+seq and heartbeat) and ``change_floor`` (the log is pruned up to it)."""
+
+#: The largest ``data`` object of an identity's metadata, as compact UTF-8 JSON.
+METADATA_MAX_BYTES = 4096
+#: The longest external id of an identity.
+EXTERNAL_ID_MAX_CHARS = 256
 
 #: The collection of today's routes (and of every face stored before collections).
 DEFAULT_COLLECTION = "default"
 
 ChangeOp = Literal["add", "remove"]
+#: ``rename``: the target must not exist; ``merge``: it must; ``either``: whichever it is
+#: (CompreFace's subject rename).
+MoveMode = Literal["rename", "merge", "either"]
 
 
 @dataclass(frozen=True)
@@ -97,6 +115,19 @@ class Change:
     identity: str | None = None
     embedding: np.ndarray | None = None
     collection: str | None = None
+
+
+@dataclass(frozen=True)
+class IdentityMeta:
+    """An identity's optional metadata: an external id (another system's key for the
+    person) and a small JSON object (``METADATA_MAX_BYTES``)."""
+
+    external_id: str | None = None
+    data: dict[str, object] | None = None
+
+    def to_json(self) -> dict[str, object]:
+        """As the API returns it."""
+        return {"external_id": self.external_id, "data": self.data}
 
 
 @dataclass(frozen=True)
@@ -230,6 +261,57 @@ class GalleryStorage(Protocol):
     ) -> list[StoredFace]:
         """Move every face of ``identity`` to ``new_identity`` (a merge if it exists),
         logged as a remove and an add per face; returns the moved faces."""
+        ...
+
+    def move_identity(
+        self, identity: str, target: str, collection: str, mode: MoveMode
+    ) -> list[StoredFace]:
+        """Rename (``target`` must not exist) or merge (it must) one identity into another
+        in one transaction; see ``SqlGalleryStore.move_identity``."""
+        ...
+
+    def move_face(
+        self, identity: str, face_id: str, target: str, collection: str = DEFAULT_COLLECTION
+    ) -> StoredFace | None:
+        """Move one face of ``identity`` to ``target`` (new or existing); None: no such face."""
+        ...
+
+    def set_metadata(
+        self, identity: str, meta: IdentityMeta, collection: str = DEFAULT_COLLECTION
+    ) -> bool:
+        """Replace an enrolled identity's metadata; False: no such identity."""
+        ...
+
+    def replace_face(self, identity: str, old_face_id: str, face: StoredFace) -> bool:
+        """Insert ``face`` and erase ``identity``'s face ``old_face_id`` in one
+        transaction; False (nothing written) when there is no such face."""
+        ...
+
+    def metadata_of(
+        self, identities: Sequence[str], collection: str = DEFAULT_COLLECTION
+    ) -> dict[str, IdentityMeta]:
+        """The metadata of those ``identities`` that have some."""
+        ...
+
+    def change_floor(self) -> int:
+        """The seq up to which the change log was pruned (0: never)."""
+        ...
+
+    def report_follower(self, process_id: str, applied_seq: int, now: float) -> None:
+        """Record that ``process_id`` has applied every change up to ``applied_seq``."""
+        ...
+
+    def forget_follower(self, process_id: str) -> None:
+        """Remove a follower (it stopped following)."""
+        ...
+
+    def prune_changes(self, live_since: float) -> int:
+        """Delete the changes every follower seen since ``live_since`` has applied;
+        returns how many."""
+        ...
+
+    def change_log_size(self) -> int:
+        """Rows in the change log."""
         ...
 
     def api_keys(self) -> list[KeyRecord]:

@@ -36,7 +36,7 @@ import psycopg
 
 from app.domain_errors import StartupError, StorageUnavailable
 from app.gallery.storage.queries import SqlGalleryStore, Tx
-from app.gallery.storage.schema import api_keys_table, migrate
+from app.gallery.storage.schema import api_keys_table, migrate, v5_tables
 
 CHANNEL = "faceid_gallery"
 # pg_advisory_xact_lock key serialising gallery writes and migrations ("face" in ASCII).
@@ -91,6 +91,7 @@ MIGRATIONS: dict[int, list[str]] = {
         "CREATE INDEX faces_collection ON faces (collection, identity, created_at)",
         api_keys_table("BIGINT"),
     ],
+    4: v5_tables("BIGINT", "DOUBLE PRECISION"),
 }
 
 

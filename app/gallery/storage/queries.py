@@ -18,14 +18,16 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from app.domain_errors import StartupError
+from app.domain_errors import IdentityExists, SameIdentity, StartupError, UnknownIdentity
 from app.gallery.storage.base import (
     DEFAULT_COLLECTION,
     Change,
     CollectionSize,
     FaceRecord,
     GalleryRows,
+    IdentityMeta,
     KeyRecord,
+    MoveMode,
     StoredFace,
     check_embedding,
 )
@@ -115,7 +117,10 @@ class SqlGalleryStore(ABC):
                 "SELECT face_id, identity, embedding, collection FROM faces "
                 f"ORDER BY {self._insertion_order}"
             )
-            seq = int(tx.rows("SELECT COALESCE(MAX(seq), 0) FROM changes")[0][0])
+            seq = max(
+                int(tx.rows("SELECT COALESCE(MAX(seq), 0) FROM changes")[0][0]),
+                int(tx.rows("SELECT seq FROM change_floor")[0][0]),
+            )
         embeddings = self._embeddings([r[2] for r in rows])
         return GalleryRows(
             [str(r[0]) for r in rows],
@@ -358,6 +363,37 @@ class SqlGalleryStore(ABC):
             self._log(tx, "add", added)
         return added
 
+    def replace_face(self, identity: str, old_face_id: str, face: StoredFace) -> bool:
+        """Insert ``face`` and erase ``old_face_id`` (a face of ``identity`` in
+        ``face.collection``) in one transaction: the right face of a photo in place of a
+        wrong one. False, and nothing written, when ``identity`` has no such face."""
+        row = (
+            face.face_id,
+            face.identity,
+            check_embedding(face.embedding, self.embedding_dim).tobytes(),
+            self.model_version,
+            face.created_at,
+            face.content_hash,
+            face.crop,
+            face.collection,
+        )
+        with self._transaction(write=True) as tx:
+            deleted = tx.run(
+                "DELETE FROM faces WHERE collection = ? AND identity = ? AND face_id = ?",
+                (face.collection, identity, old_face_id),
+            )
+            if not deleted:
+                return False
+            tx.run(
+                "INSERT INTO faces (face_id, identity, embedding, model_version, created_at, "
+                "content_hash, crop, collection) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                row,
+            )
+            self._log(tx, "remove", [old_face_id])
+            self._log(tx, "add", [face.face_id])
+        self._after_erasure()
+        return True
+
     def add_face(
         self,
         face_id: str,
@@ -379,6 +415,7 @@ class SqlGalleryStore(ABC):
             )
             face_ids = [str(r[0]) for r in rows]
             self._log(tx, "remove", face_ids)
+            self._drop_orphan_metadata(tx, collection)
         if face_ids:
             self._after_erasure()
         return face_ids
@@ -394,6 +431,7 @@ class SqlGalleryStore(ABC):
             )
             if deleted:
                 self._log(tx, "remove", [face_id])
+                self._drop_orphan_metadata(tx, collection)
         if deleted:
             self._after_erasure()
         return deleted > 0
@@ -428,6 +466,7 @@ class SqlGalleryStore(ABC):
                         )
                     ]
             self._log(tx, "remove", [r.face_id for r in erased])
+            self._drop_orphan_metadata(tx, collection)
         if erased:
             self._after_erasure()
         return erased
@@ -435,24 +474,55 @@ class SqlGalleryStore(ABC):
     def rename_identity(
         self, identity: str, new_identity: str, collection: str = DEFAULT_COLLECTION
     ) -> list[StoredFace]:
-        """Move every face of ``identity`` to ``new_identity`` (merging into it if it
-        exists) in one transaction; ids, enrolment times, content hashes and crops stay.
-        The change log gets a ``remove`` and an ``add`` per face, so other processes move
-        it too. Returns the moved faces (empty: no such identity)."""
+        """Move every face of ``identity`` to ``new_identity``, merging into it if it
+        exists (``move_identity`` in mode ``either``; empty: no such identity)."""
+        try:
+            return self.move_identity(identity, new_identity, collection, "either")
+        except UnknownIdentity:
+            return []
+
+    def move_identity(
+        self, identity: str, target: str, collection: str, mode: MoveMode
+    ) -> list[StoredFace]:
+        """Move every face of ``identity`` to ``target`` in one transaction: a rename
+        (``target`` must not be enrolled: ``IdentityExists``), a merge (it must:
+        ``UnknownIdentity``) or either. Ids, enrolment times, content hashes and crops
+        stay; the change log gets a ``remove`` and an ``add`` per face, so other processes
+        move it too. The metadata moves with a rename, and with a merge when the target
+        has none (the target's own wins). Returns the moved faces; ``UnknownIdentity``
+        when ``identity`` is not enrolled, ``SameIdentity`` when ``target`` is it."""
+        if identity == target:
+            raise SameIdentity(f"{identity!r} cannot be renamed or merged into itself.")
         with self._transaction(write=True) as tx:
+            exists = self._identity_exists(tx, target, collection)
+            if mode == "rename" and exists:
+                raise IdentityExists(
+                    f"An identity named {target!r} is already enrolled; merge into it instead."
+                )
+            if mode == "merge" and not exists:
+                raise UnknownIdentity(f"No identity named {target!r} is enrolled.")
             rows = tx.rows(
                 "UPDATE faces SET identity = ? WHERE collection = ? AND identity = ? "
                 "RETURNING face_id, embedding, created_at, content_hash",
-                (new_identity, collection, identity),
+                (target, collection, identity),
             )
+            if not rows:
+                raise UnknownIdentity(f"No identity named {identity!r} is enrolled.")
             moved = [str(r[0]) for r in rows]
             self._log(tx, "remove", moved)
             self._log(tx, "add", moved)
+            tx.run(
+                "UPDATE identity_meta SET identity = ? WHERE collection = ? AND identity = ? "
+                "AND NOT EXISTS (SELECT 1 FROM identity_meta m WHERE m.collection = ? "
+                "AND m.identity = ?)",
+                (target, collection, identity, collection, target),
+            )
+            self._drop_orphan_metadata(tx, collection)
         embeddings = self._embeddings([r[1] for r in rows])
         return [
             StoredFace(
                 face_id=str(r[0]),
-                identity=new_identity,
+                identity=target,
                 embedding=embedding,
                 created_at=str(r[2]),
                 content_hash=None if r[3] is None else str(r[3]),
@@ -460,6 +530,144 @@ class SqlGalleryStore(ABC):
             )
             for r, embedding in zip(rows, embeddings, strict=True)
         ]
+
+    def move_face(
+        self, identity: str, face_id: str, target: str, collection: str = DEFAULT_COLLECTION
+    ) -> StoredFace | None:
+        """Move one face of ``identity`` to ``target`` (a new identity, or one enrolled)
+        in one transaction, logged as a ``remove`` and an ``add``; its id, enrolment time,
+        content hash and crop stay. None: ``identity`` has no such face;
+        ``SameIdentity``: it is already ``target``'s. An identity left without faces
+        loses its metadata."""
+        if identity == target:
+            raise SameIdentity(f"The face is already enrolled under {target!r}.")
+        with self._transaction(write=True) as tx:
+            rows = tx.rows(
+                "UPDATE faces SET identity = ? WHERE collection = ? AND identity = ? "
+                "AND face_id = ? RETURNING face_id, embedding, created_at, content_hash",
+                (target, collection, identity, face_id),
+            )
+            if not rows:
+                return None
+            self._log(tx, "remove", [face_id])
+            self._log(tx, "add", [face_id])
+            self._drop_orphan_metadata(tx, collection)
+        r = rows[0]
+        return StoredFace(
+            face_id=str(r[0]),
+            identity=target,
+            embedding=self._embeddings([r[1]])[0],
+            created_at=str(r[2]),
+            content_hash=None if r[3] is None else str(r[3]),
+            collection=collection,
+        )
+
+    @staticmethod
+    def _identity_exists(tx: Tx, identity: str, collection: str) -> bool:
+        return bool(
+            tx.rows(
+                "SELECT 1 FROM faces WHERE collection = ? AND identity = ? LIMIT 1",
+                (collection, identity),
+            )
+        )
+
+    @staticmethod
+    def _drop_orphan_metadata(tx: Tx, collection: str) -> None:
+        """Erase the metadata of the collection's identities that have no face left (an
+        erased person leaves no external id behind)."""
+        tx.run(
+            "DELETE FROM identity_meta WHERE collection = ? AND NOT EXISTS (SELECT 1 FROM "
+            "faces f WHERE f.collection = identity_meta.collection "
+            "AND f.identity = identity_meta.identity)",
+            (collection,),
+        )
+
+    # ------------------------------------------------------------- metadata
+    def set_metadata(
+        self, identity: str, meta: IdentityMeta, collection: str = DEFAULT_COLLECTION
+    ) -> bool:
+        """Replace the metadata of an enrolled identity (both fields None: erase it);
+        False when ``identity`` is not enrolled. The caller checks the size caps."""
+        data = None if meta.data is None else _compact_json(meta.data)
+        with self._transaction(write=True) as tx:
+            if not self._identity_exists(tx, identity, collection):
+                return False
+            tx.run(
+                "DELETE FROM identity_meta WHERE collection = ? AND identity = ?",
+                (collection, identity),
+            )
+            if meta.external_id is not None or data is not None:
+                tx.run(
+                    "INSERT INTO identity_meta (collection, identity, external_id, data) "
+                    "VALUES (?, ?, ?, ?)",
+                    (collection, identity, meta.external_id, data),
+                )
+        return True
+
+    def metadata_of(
+        self, identities: Sequence[str], collection: str = DEFAULT_COLLECTION
+    ) -> dict[str, IdentityMeta]:
+        """The metadata of those ``identities`` that have some."""
+        found: dict[str, IdentityMeta] = {}
+        unique = sorted(set(identities))
+        for start in range(0, len(unique), _CHUNK):
+            chunk = unique[start : start + _CHUNK]
+            marks = ", ".join("?" * len(chunk))
+            for identity, external_id, data in self._query(
+                "SELECT identity, external_id, data FROM identity_meta WHERE collection = ? "
+                f"AND identity IN ({marks})",
+                (collection, *chunk),
+            ):
+                found[str(identity)] = IdentityMeta(
+                    None if external_id is None else str(external_id),
+                    None if data is None else json.loads(data),
+                )
+        return found
+
+    # ----------------------------------------------------------- change log
+    def change_floor(self) -> int:
+        """The seq up to which the change log was pruned (0: never)."""
+        return int(self._query("SELECT seq FROM change_floor")[0][0])
+
+    def change_log_size(self) -> int:
+        """Rows in the change log."""
+        return int(self._query("SELECT COUNT(*) FROM changes")[0][0])
+
+    def report_follower(self, process_id: str, applied_seq: int, now: float) -> None:
+        """Record (insert or update) a follower's applied seq and heartbeat."""
+        with self._transaction(write=True) as tx:
+            updated = tx.run(
+                "UPDATE followers SET applied_seq = ?, seen_at = ? WHERE process_id = ?",
+                (applied_seq, now, process_id),
+            )
+            if not updated:
+                tx.run(
+                    "INSERT INTO followers (process_id, applied_seq, seen_at) VALUES (?, ?, ?)",
+                    (process_id, applied_seq, now),
+                )
+
+    def forget_follower(self, process_id: str) -> None:
+        """Remove a follower's row (it no longer holds the log back)."""
+        with self._transaction(write=True) as tx:
+            tx.run("DELETE FROM followers WHERE process_id = ?", (process_id,))
+
+    def prune_changes(self, live_since: float) -> int:
+        """Delete every change that all followers seen since ``live_since`` (epoch s)
+        have applied (all of them when none is), forget the followers not seen since, and
+        raise ``change_floor`` to the last deleted seq; returns how many were deleted. A
+        process that stops for longer than that finds itself below the floor and reloads
+        the gallery (``GalleryService.sync``)."""
+        with self._transaction(write=True) as tx:
+            tx.run("DELETE FROM followers WHERE seen_at < ?", (live_since,))
+            last = int(tx.rows("SELECT COALESCE(MAX(seq), 0) FROM changes")[0][0])
+            slowest = tx.rows("SELECT MIN(applied_seq) FROM followers")[0][0]
+            mark = last if slowest is None else min(last, int(slowest))
+            floor = int(tx.rows("SELECT seq FROM change_floor")[0][0])
+            if mark <= floor:
+                return 0
+            deleted = tx.run("DELETE FROM changes WHERE seq <= ?", (mark,))
+            tx.run("UPDATE change_floor SET seq = ?", (mark,))
+        return deleted
 
     # ----------------------------------------------------------------- keys
     def api_keys(self) -> list[KeyRecord]:
@@ -521,6 +729,11 @@ class SqlGalleryStore(ABC):
     @staticmethod
     def _next_key_version(tx: Tx) -> int:
         return int(tx.rows("SELECT COALESCE(MAX(version), 0) + 1 FROM api_keys")[0][0])
+
+
+def _compact_json(data: dict[str, object]) -> str:
+    """``data`` as the compact JSON text that is stored (and size-capped)."""
+    return json.dumps(data, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
 
 
 _RECORD = "face_id, identity, model_version, created_at, content_hash, collection"

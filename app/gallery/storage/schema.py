@@ -50,3 +50,24 @@ def api_keys_table(integer: str) -> str:
             revoked_at  TEXT,
             version     {integer} NOT NULL
         )"""
+
+
+def v5_tables(integer: str, real: str) -> list[str]:
+    """Schema 5's tables in an engine's types for a growing integer and a float: identity
+    metadata, the change log's followers and its pruned floor (``app.gallery.storage.base``)."""
+    return [
+        """CREATE TABLE identity_meta (
+            collection  TEXT NOT NULL,
+            identity    TEXT NOT NULL,
+            external_id TEXT,
+            data        TEXT,
+            PRIMARY KEY (collection, identity)
+        )""",
+        f"""CREATE TABLE followers (
+            process_id  TEXT PRIMARY KEY,
+            applied_seq {integer} NOT NULL,
+            seen_at     {real} NOT NULL
+        )""",
+        f"CREATE TABLE change_floor (seq {integer} NOT NULL)",
+        "INSERT INTO change_floor (seq) VALUES (0)",
+    ]

@@ -26,7 +26,7 @@ from typing import Any
 from app.domain_errors import StartupError, StorageUnavailable
 from app.gallery.storage.base import SCHEMA_VERSION, FaceRecord, GalleryRows
 from app.gallery.storage.queries import SqlGalleryStore, Tx
-from app.gallery.storage.schema import api_keys_table, migrate
+from app.gallery.storage.schema import api_keys_table, migrate, v5_tables
 
 __all__ = ["SCHEMA_VERSION", "FaceRecord", "GalleryRows", "GalleryStore"]
 
@@ -61,6 +61,7 @@ MIGRATIONS: dict[int, list[str]] = {
         "CREATE INDEX faces_collection ON faces (collection, identity, created_at)",
         api_keys_table("INTEGER"),
     ],
+    4: v5_tables("INTEGER", "REAL"),
 }
 
 

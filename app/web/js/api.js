@@ -100,10 +100,11 @@ export class ApiError extends Error {
 }
 
 /**
- * Call the API. `form` is a FormData for uploads; `query` an object of query parameters.
- * Returns the parsed JSON (null for 204), or throws ApiError.
+ * Call the API. `form` is a FormData for uploads, `json` a value sent as a JSON body;
+ * `query` an object of query parameters. Returns the parsed JSON (null for 204), or
+ * throws ApiError.
  */
-export async function api(method, path, { form, query } = {}) {
+export async function api(method, path, { form, json, query } = {}) {
   const url = new URL(path, window.location.origin);
   for (const [name, value] of Object.entries(query || {})) {
     if (value !== undefined && value !== null && value !== "") url.searchParams.set(name, value);
@@ -111,28 +112,33 @@ export async function api(method, path, { form, query } = {}) {
   const headers = { Accept: "application/json" };
   const key = getKey();
   if (key) headers.Authorization = `Bearer ${key}`;
+  let body = form;
+  if (json !== undefined) {
+    headers["Content-Type"] = "application/json";
+    body = JSON.stringify(json);
+  }
   let response;
   try {
-    response = await fetch(url, { method, headers, body: form });
+    response = await fetch(url, { method, headers, body });
   } catch (err) {
     throw new ApiError(0, "network", `Could not reach the service: ${err.message}.`);
   }
   if (response.status === 204) return null;
   const text = await response.text();
-  let body = null;
+  let answer = null;
   try {
-    body = text ? JSON.parse(text) : null;
+    answer = text ? JSON.parse(text) : null;
   } catch {
-    body = null;
+    answer = null;
   }
   if (!response.ok) {
-    const error = body && body.error;
+    const error = answer && answer.error;
     const collection = collectionOf(url.pathname);
     if (error && error.message) throw new ApiError(response.status, error.code || "error", error.message, collection);
     const reason = response.statusText || "an error";
     throw new ApiError(response.status, "http_error", `The service answered ${response.status} ${reason}.`, collection);
   }
-  return body;
+  return answer;
 }
 
 /**

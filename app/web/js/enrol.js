@@ -55,8 +55,15 @@ async function enrol(event) {
       enrolled += 1;
       const extra = answer.faces_detected > 1 ? ` (${answer.faces_detected} faces found; the largest was enrolled)` : "";
       const quality = typeof answer.quality === "number" ? `, quality ${fmt(answer.quality, 2)}` : "";
-      // warnings ({code, message}) say what to know about a face enrolled all the same
-      const warned = (answer.warnings || []).map((w) => w.message).join(" ");
+      // warnings ({code, message, …}) say what to know about a face enrolled all the same:
+      // low_quality, or matches_other_identity (the same person under two names?)
+      const warned = (answer.warnings || [])
+        .map((w) =>
+          w.code === "matches_other_identity"
+            ? `This face also matches ${w.identity} (score ${fmt(w.score, 2)}): the same person under two names? Merge them in the Gallery.`
+            : w.message,
+        )
+        .join(" ");
       status.textContent = `Enrolled as ${answer.identity}${extra}${quality}` + (warned ? `. ${warned}` : "");
       row.className = warned ? "outcome warn" : "outcome ok";
     } catch (err) {

@@ -3,6 +3,7 @@
 // Always the chosen collection's people; choosing another one reloads the list.
 
 import { api, encodeName, getCollection, inCollection } from "./api.js";
+import { faceCorrection, metadataLine, personCorrections } from "./corrections.js";
 import { refreshStatus } from "./status.js";
 import { $, h, showMessage } from "./ui.js";
 
@@ -24,6 +25,13 @@ function confirmStep(button, question, confirmText, action) {
     await action();
   });
   confirm.focus();
+}
+
+/** After a correction: the list again, then what happened (the faces may have moved). */
+async function corrected(text, kind) {
+  await loadGallery();
+  showMessage($("gallery-message"), text, kind);
+  refreshStatus();
 }
 
 async function erase(path, done) {
@@ -58,7 +66,8 @@ async function toggleFaces(name, row, toggle, collection) {
         { class: "face-ids" },
         detail.faces.map((face) => {
           const del = h("button", { type: "button", class: "danger small" }, "Delete face");
-          const actions = h("span", { class: "actions" }, del);
+          const actions = h("span", { class: "actions" });
+          actions.append(faceCorrection(name, face, collection, actions, corrected), del);
           del.addEventListener("click", () =>
             confirmStep(del, "Delete this face?", "Delete face", () =>
               erase(
@@ -86,12 +95,14 @@ async function toggleFaces(name, row, toggle, collection) {
 function personRow(person, collection) {
   const toggle = h("button", { type: "button", class: "link", "aria-expanded": "false" }, person.identity);
   const del = h("button", { type: "button", class: "danger small" }, "Delete person");
+  const actions = h("td", { class: "actions" });
+  actions.append(...personCorrections(person, collection, actions, corrected), del);
   const row = h(
     "tr",
     { dataset: { identity: person.identity } },
-    h("td", {}, toggle),
+    h("td", {}, toggle, metadataLine(person)),
     h("td", { class: "num" }, String(person.faces)),
-    h("td", { class: "actions" }, del),
+    actions,
   );
   toggle.addEventListener("click", () => toggleFaces(person.identity, row, toggle, collection));
   del.addEventListener("click", () =>

@@ -254,7 +254,7 @@ def test_list_get_and_delete_identities(client: TestClient) -> None:
     everyone = client.get("/identities", params={"limit": 1000}).json()
     names = [i["identity"] for i in everyone["identities"]]
     assert names == sorted(names) and everyone["total"] == len(names)
-    assert {"identity": "Zed Alpha", "faces": 2} in everyone["identities"]
+    assert {"identity": "Zed Alpha", "faces": 2, "metadata": None} in everyone["identities"]
     pages = [
         client.get("/identities", params={"limit": 1, "offset": o}).json()
         for o in range(everyone["total"])

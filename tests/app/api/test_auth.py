@@ -76,7 +76,7 @@ def test_either_configured_key_works(client: TestClient) -> None:
         assert enrolled.status_code == 201, enrolled.text
     listing = client.get("/identities", headers=GOOD)
     assert listing.status_code == 200
-    assert listing.json()["identities"] == [{"identity": "Al Gore", "faces": 2}]
+    assert listing.json()["identities"] == [{"identity": "Al Gore", "faces": 2, "metadata": None}]
     found = client.post("/identify", files=image_file(PHOTO), headers=GOOD)
     assert found.json()["faces"][0]["identity"] == "Al Gore"
     assert client.delete("/identities/Al Gore", headers=GOOD).status_code == 204

@@ -91,7 +91,10 @@ def test_the_same_person_enrolled_in_a_is_unknown_in_b(client: TestClient) -> No
     assert in_default["identity"] is None
     # the collection's routes mirror today's: listing, details, erasure
     listed = client.get("/collections/alpha/identities", headers=_headers(ADMIN)).json()
-    assert listed == {"identities": [{"identity": "George_W_Bush", "faces": 1}], "total": 1}
+    assert listed == {
+        "identities": [{"identity": "George_W_Bush", "faces": 1, "metadata": None}],
+        "total": 1,
+    }
     assert client.get("/identities", headers=_headers(ADMIN)).json()["total"] == 0
 
 
