@@ -225,6 +225,12 @@ class MatchPolicy:
             )
         return face
 
+    @property
+    def quality_bar(self) -> float:
+        """The quality an enrolled face should reach today: the refusal floor or, when
+        higher, the warning level (what the gallery audit holds enrolled faces to)."""
+        return max(self.enroll_quality_floor, self.enroll_quality_warning)
+
     def enrollment_warnings(self, face: AlignedFace) -> list[EnrollWarning]:
         """Warnings for a face that passed the floor: ``low_quality`` when its quality
         is under ``enroll_quality_warning``. Such faces are still recognised most of the
@@ -524,7 +530,14 @@ class Recognizer:
         collection: str,
     ) -> list[Enrollment]:
         new_faces = [
-            NewFace(identity, embedding, content_hash(data), face.crop, collection)
+            NewFace(
+                identity,
+                embedding,
+                content_hash(data),
+                face.crop,
+                collection,
+                quality=face.quality.score,
+            )
             for (face, data), embedding in zip(faces, embeddings, strict=True)
         ]
         return await self.run_db(self.gallery.enroll_many, new_faces)
@@ -596,7 +609,14 @@ class Recognizer:
                 enrolled = await self._store(identity, pairs, embeddings, collection)
             else:
                 (face, data), embedding = pairs[0], embeddings[0]
-                new = NewFace(identity, embedding, content_hash(data), face.crop, collection)
+                new = NewFace(
+                    identity,
+                    embedding,
+                    content_hash(data),
+                    face.crop,
+                    collection,
+                    quality=face.quality.score,
+                )
                 swapped = await self.run_db(self.gallery.replace_face, replaces, new)
                 if swapped is None:
                     raise UnknownIdentity(

@@ -67,10 +67,14 @@ class AuditResponse(BaseModel):
     duplicates: list[DuplicateOut]
     misfiled: list[MisfiledOut]
     below_floor: list[LowQualityOut] | None = Field(
-        description="Faces under today's enrolment floor; null when face quality is not "
-        "stored (see `notes`)."
+        description="Faces whose quality at enrolment is under today's bar "
+        "(`enroll_floor`), weakest first; faces without a stored quality are counted in "
+        "`notes`."
     )
-    enroll_floor: float
+    enroll_floor: float = Field(
+        description="The enrolment quality bar the faces are held to: the refusal floor or, "
+        "when higher, FACEID_ENROLL_QUALITY_WARNING."
+    )
     notes: list[str]
     seconds: float = Field(description="How long the audit took.")
     population: PopulationInfo | None = Field(

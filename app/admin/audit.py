@@ -51,7 +51,13 @@ def audit_collection(
         )
         policy.deployment = lambda _name: fitted
     in_force = policy.threshold(population.identities, population.faces, threshold, collection)
-    report = audit(population, in_force.value, policy.aggregation)
+    report = audit(
+        population,
+        in_force.value,
+        policy.aggregation,
+        quality=store.face_qualities(collection),
+        enroll_floor=policy.quality_bar,
+    )
     card_threshold = policy.card_threshold(population.identities, population.faces)
     found = check(population, card_threshold.value, settings.target_fpir, policy.aggregation)
     return report, found, in_force
@@ -92,6 +98,11 @@ def summary(report: AuditReport, found: PopulationCheck) -> list[str]:
         lines.append(
             f"misfiled: face {m.face_id} of {m.identity!r} scores {m.own_score:.3f} against "
             f"its own identity and {m.other_score:.3f} against {m.move_to!r}: move it there"
+        )
+    for q in report.below_floor or []:
+        lines.append(
+            f"below floor: face {q.face_id} of {q.identity!r} has quality {q.quality:.2f}, "
+            f"under {report.enroll_floor:.2f}: enrol a better photo of them, then delete it"
         )
     lines.extend(report.notes)
     if found.fpir is None:

@@ -235,6 +235,7 @@ def _enroll_chunk(
             crop=face.crop,
             vault=vault,
             collection=collection,
+            quality=face.quality.score,
         )
         for (photo, face), embedding in zip(accepted, embeddings, strict=True)
     ]

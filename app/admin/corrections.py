@@ -152,6 +152,7 @@ def _enroll_face(
         crop=face.crop,
         vault=vault,
         collection=collection,
+        quality=face.quality.score,
     )
     if args.replaces is None:
         store.add_faces([row])

@@ -134,9 +134,11 @@ async def gallery_audit(
     /identify does and lists, at the threshold in force: **duplicates** (two identities
     at least half of whose faces match each other: merge `merge_from` into `merge_into`),
     **misfiled** faces (under the threshold against their own identity's other faces, at
-    or above it against another: move to `move_to`), and faces under today's enrolment
-    floor (when face quality is stored; `notes` says when it is not). Reads this process's
-    in-memory index, never the database; about 2 s for 10,000 faces on 2 cores."""
+    or above it against another: move to `move_to`), and **below_floor**: faces whose
+    quality at enrolment is under today's bar (`enroll_floor`: the refusal floor or, when
+    higher, `FACEID_ENROLL_QUALITY_WARNING`), weakest first; faces enrolled before quality
+    was stored are counted in `notes`. Scores come from this process's in-memory index (one
+    database read fetches the qualities); about 2 s for 10,000 faces on 2 cores."""
     in_force = recognizer.threshold(threshold, collection)
     index = recognizer.gallery.index_of(collection)
     policy = recognizer.policy
@@ -144,8 +146,16 @@ async def gallery_audit(
     components = state.components
     monitor = components.monitor if components is not None else None
 
+    qualities = await recognizer.run_db(recognizer.gallery.store.face_qualities, collection)
+
     def run() -> tuple[AuditReport, CheckResult | None]:
-        report = audit(Population.of(*index.snapshot()), in_force.value, policy.aggregation)
+        report = audit(
+            Population.of(*index.snapshot()),
+            in_force.value,
+            policy.aggregation,
+            quality=qualities,
+            enroll_floor=policy.quality_bar,
+        )
         checked = monitor.result(collection) if monitor is not None else None
         if monitor is not None and (
             checked is None or checked.change_seq != recognizer.gallery.change_seq
@@ -154,6 +164,4 @@ async def gallery_audit(
         return report, checked
 
     report, checked = await asyncio.to_thread(run)
-    return _response(
-        collection, report, in_force, policy.enroll_quality_floor, population_info(checked)
-    )
+    return _response(collection, report, in_force, policy.quality_bar, population_info(checked))

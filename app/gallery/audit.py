@@ -12,9 +12,10 @@ threshold in force shows:
 * **suspected misfiled faces**: a face that scores under the threshold against its own
   identity's other faces but at or above it against another identity (and higher than
   against its own). Suggested action: move it there.
-* **faces under today's enrolment floor**: needs each face's quality, which the gallery
-  does not store (quality is judged on the photo at enrolment and only the embedding is
-  kept); the caller passes qualities when it has them, else the report says so.
+* **faces under today's enrolment floor**: each face's quality as enrolment judged it
+  (``faces.quality``, schema 5) against the floor in force today (the caller passes both:
+  the refusal floor or, when higher, the warning level); faces enrolled before quality was
+  stored are counted in a note, not judged.
 
 Every finding names face ids and scores. The audit reads an in-memory snapshot of the
 index; it never touches the database.
@@ -35,9 +36,8 @@ from faces.model_contract import Aggregation
 MAX_FACES_LISTED = 10
 
 QUALITY_NOT_STORED = (
-    "Face quality is not stored with enrolled faces (it is judged on the photo at "
-    "enrolment, and only the embedding is kept), so faces under today's enrolment floor "
-    "cannot be listed; every face passed the floor in force when it was enrolled."
+    "Face quality was not given to this audit, so faces under today's enrolment floor "
+    "are not listed."
 )
 
 
@@ -114,7 +114,8 @@ def audit(
     enroll_floor: float | None = None,
 ) -> AuditReport:
     """Audit ``population`` at ``threshold`` (scores as ``aggregation`` makes them);
-    ``quality`` (face id → quality score), when known, lists faces under ``enroll_floor``."""
+    ``quality`` (face id → quality score at enrolment, as the gallery stores it), when
+    given, lists the faces under ``enroll_floor``, weakest first."""
     t0 = time.perf_counter()
     pair_faces: list[np.ndarray] = []  # face rows matching another identity
     pair_codes: list[np.ndarray] = []  # … which identity
@@ -160,6 +161,13 @@ def audit(
             for face_id, code in zip(population.face_ids, population.codes.tolist(), strict=True)
             if face_id in quality and quality[face_id] < enroll_floor
         ]
+        below_floor.sort(key=lambda f: (f.quality, f.face_id))
+        unjudged = sum(1 for face_id in population.face_ids if face_id not in quality)
+        if unjudged:
+            notes.append(
+                f"{unjudged} of {population.faces} faces have no stored quality (enrolled "
+                "before schema 5, imported or re-embedded) and are not judged against the floor."
+            )
     return AuditReport(
         threshold=round(float(threshold), 6),
         aggregation=aggregation,

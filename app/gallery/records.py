@@ -31,13 +31,21 @@ def new_face(
     crop: np.ndarray | None = None,
     vault: CropVault | None = None,
     collection: str = DEFAULT_COLLECTION,
+    quality: float | None = None,
 ) -> StoredFace:
     """A newly enrolled face's row: a fresh random id; its aligned ``crop`` is kept,
-    sealed, only when there is a ``vault``."""
+    sealed, only when there is a ``vault``; ``quality`` as enrolment judged the face."""
     face_id = str(uuid.uuid4())
     sealed = vault.seal(face_id, crop) if vault is not None and crop is not None else None
     return StoredFace(
-        face_id, identity, embedding, created_at, content_hash, sealed, collection=collection
+        face_id,
+        identity,
+        embedding,
+        created_at,
+        content_hash,
+        sealed,
+        collection=collection,
+        quality=None if quality is None else float(quality),
     )
 
 

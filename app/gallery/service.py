@@ -80,6 +80,7 @@ class NewFace:
     content_hash: str | None = None
     crop: np.ndarray | None = None
     collection: str = DEFAULT_COLLECTION
+    quality: float | None = None
 
 
 class KeyListener(Protocol):
@@ -278,6 +279,7 @@ class GalleryService:
                 crop=face.crop,
                 vault=self.vault,
                 collection=face.collection,
+                quality=face.quality,
             )
             for face in faces
         ]
@@ -304,6 +306,7 @@ class GalleryService:
             crop=face.crop,
             vault=self.vault,
             collection=face.collection,
+            quality=face.quality,
         )
         with self._writing():
             try:

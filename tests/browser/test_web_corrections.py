@@ -111,3 +111,44 @@ def test_rename_metadata_merge_and_move_in_the_gallery(
             "external_id": "emp-7",
             "data": {"team": "uk"},
         }
+
+
+def test_enrol_a_chosen_face_in_place_of_a_wrong_one(
+    session: Session, live_service: LiveService
+) -> None:
+    """The Enrol view's face number and "in place of" face id: a face number the photo does
+    not have is refused in words and stores nothing; the right face then replaces the wrong
+    one in one step."""
+    with live_service.client() as c:
+        wrong = c.post("/identities/Gore/faces", files={"image": lfw("Tony_Blair").read_bytes()})
+        assert wrong.status_code == 201
+        wrong_id = wrong.json()["face_id"]
+    page = session.page
+    page.goto(f"{session.base}/#enrol")
+    page.wait_for_selector("body[data-ready='true']")
+    page.fill("#api-key", live_service.key)
+    page.click("#key-save")
+    page.fill("#enrol-name", "Gore")
+    page.click("#enrol-choice summary")
+    page.fill("#enrol-face-index", "7")
+    page.fill("#enrol-replaces", wrong_id)
+    page.set_input_files("#enrol-files", str(lfw("Al_Gore", 1)))
+    page.click("#enrol-submit")
+    page.wait_for_selector("#enrol-outcomes .outcome.warn")
+    outcome = page.inner_text("#enrol-outcomes .outcome-text")
+    assert "no_such_face" in outcome, outcome
+    with live_service.client() as c:
+        assert [f["face_id"] for f in c.get("/identities/Gore").json()["faces"]] == [wrong_id]
+
+    page.fill("#enrol-face-index", "0")
+    page.set_input_files("#enrol-files", str(lfw("Al_Gore", 1)))
+    page.click("#enrol-submit")
+    page.wait_for_selector("#enrol-outcomes .outcome.ok")
+    outcome = page.inner_text("#enrol-outcomes .outcome-text")
+    assert outcome.startswith("Enrolled as Gore") and f"in place of face {wrong_id}" in outcome
+    session.shot("enrol-chosen-face")
+    with live_service.client() as c:
+        faces = c.get("/identities/Gore").json()["faces"]
+        assert len(faces) == 1 and faces[0]["face_id"] != wrong_id
+        named = c.post("/identify", files={"image": lfw("Al_Gore", 2).read_bytes()}).json()
+        assert named["faces"][0]["identity"] == "Gore"

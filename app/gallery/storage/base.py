@@ -50,7 +50,8 @@ SCHEMA_VERSION = 5
 ``schema_version``; 3: + ``crop`` and an index on ``content_hash``; 4: + ``collection``
 (existing faces are in ``default``) and the ``api_keys`` table; 5: + ``identity_meta``
 (an identity's external id and JSON data), ``followers`` (each following process's applied
-seq and heartbeat) and ``change_floor`` (the log is pruned up to it)."""
+seq and heartbeat), ``change_floor`` (the log is pruned up to it) and ``faces.quality``
+(the face's quality at enrolment)."""
 
 #: The largest ``data`` object of an identity's metadata, as compact UTF-8 JSON.
 METADATA_MAX_BYTES = 4096
@@ -91,6 +92,7 @@ class StoredFace:
     crop: bytes | None = None
     model_version: str | None = None  # as read; writes use the store's own
     collection: str = DEFAULT_COLLECTION
+    quality: float | None = None  # as enrolment judged it (faces.quality)
 
 
 @dataclass(frozen=True)
@@ -208,6 +210,10 @@ class GalleryStorage(Protocol):
 
     def existing_face_ids(self, face_ids: Sequence[str]) -> set[str]:
         """Those of ``face_ids`` that are stored."""
+        ...
+
+    def face_qualities(self, collection: str = DEFAULT_COLLECTION) -> dict[str, float]:
+        """Face id → quality at enrolment, for the faces of ``collection`` that have one."""
         ...
 
     def iter_faces(

@@ -200,6 +200,14 @@ class SqlGalleryStore(ABC):
         )
         return [_record(r) for r in rows]
 
+    def face_qualities(self, collection: str = DEFAULT_COLLECTION) -> dict[str, float]:
+        """Face id → quality at enrolment, for the faces of ``collection`` that have one."""
+        rows = self._query(
+            "SELECT face_id, quality FROM faces WHERE collection = ? AND quality IS NOT NULL",
+            (collection,),
+        )
+        return {str(face_id): float(quality) for face_id, quality in rows}
+
     def faces_with_hashes(
         self, hashes: Sequence[str], collection: str | None = None
     ) -> list[FaceRecord]:
@@ -344,6 +352,7 @@ class SqlGalleryStore(ABC):
                 f.content_hash,
                 f.crop,
                 f.collection,
+                f.quality,
             )
             for f in faces
         ]
@@ -356,7 +365,7 @@ class SqlGalleryStore(ABC):
             for row in rows:
                 tx.run(
                     "INSERT INTO faces (face_id, identity, embedding, model_version, created_at, "
-                    "content_hash, crop, collection) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    "content_hash, crop, collection, quality) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     row,
                 )
             added = [str(r[0]) for r in rows]
@@ -376,6 +385,7 @@ class SqlGalleryStore(ABC):
             face.content_hash,
             face.crop,
             face.collection,
+            face.quality,
         )
         with self._transaction(write=True) as tx:
             deleted = tx.run(
@@ -386,7 +396,7 @@ class SqlGalleryStore(ABC):
                 return False
             tx.run(
                 "INSERT INTO faces (face_id, identity, embedding, model_version, created_at, "
-                "content_hash, crop, collection) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                "content_hash, crop, collection, quality) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 row,
             )
             self._log(tx, "remove", [old_face_id])

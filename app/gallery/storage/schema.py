@@ -54,7 +54,8 @@ def api_keys_table(integer: str) -> str:
 
 def v5_tables(integer: str, real: str) -> list[str]:
     """Schema 5's tables in an engine's types for a growing integer and a float: identity
-    metadata, the change log's followers and its pruned floor (``app.gallery.storage.base``)."""
+    metadata, the change log's followers and its pruned floor (``app.gallery.storage.base``),
+    and each face's enrolment quality."""
     return [
         """CREATE TABLE identity_meta (
             collection  TEXT NOT NULL,
@@ -70,4 +71,7 @@ def v5_tables(integer: str, real: str) -> list[str]:
         )""",
         f"CREATE TABLE change_floor (seq {integer} NOT NULL)",
         "INSERT INTO change_floor (seq) VALUES (0)",
+        # the face's quality as enrolment judged it (null: enrolled before schema 5, or
+        # imported/re-embedded without it), so the audit can list weak enrolment faces
+        f"ALTER TABLE faces ADD COLUMN quality {real}",
     ]

@@ -43,6 +43,18 @@ function misfiledItem(m) {
   );
 }
 
+function weakItem(q, bar) {
+  return h(
+    "li",
+    { dataset: { kind: "below-floor", faceId: q.face_id } },
+    "Face ",
+    short(q.face_id),
+    " of ",
+    h("strong", {}, q.identity),
+    ` has quality ${fmt(q.quality)}, under ${fmt(bar)}. Suggested: enrol a better photo of them, then delete this face.`,
+  );
+}
+
 function populationLine(p) {
   if (!p) return "The check on the enrolled people has not run yet.";
   const pct = (x) => `${(100 * x).toFixed(2)} %`;
@@ -85,6 +97,16 @@ export async function runAudit() {
     h("ul", { class: "audit-list", id: "audit-duplicates" }, report.duplicates.map(duplicateItem)),
     h("h3", {}, `Suspected misfiled faces (${report.misfiled.length})`),
     h("ul", { class: "audit-list", id: "audit-misfiled" }, report.misfiled.map(misfiledItem)),
+    ...(report.below_floor
+      ? [
+          h("h3", {}, `Faces under the enrolment quality bar (${report.below_floor.length})`),
+          h(
+            "ul",
+            { class: "audit-list", id: "audit-below-floor" },
+            report.below_floor.map((q) => weakItem(q, report.enroll_floor)),
+          ),
+        ]
+      : []),
     ...report.notes.map((note) => h("p", { class: "hint" }, note)),
     h("p", { class: "hint", id: "audit-population" }, populationLine(report.population)),
   );

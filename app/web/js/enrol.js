@@ -38,6 +38,20 @@ async function enrol(event) {
   const name = $("enrol-name").value.trim();
   if (!name) return showMessage(message, "Type the person's name first.");
   if (!chosen.length) return showMessage(message, "Choose at least one photo of them.");
+  const query = new URLSearchParams();
+  const faceIndex = $("enrol-face-index").value.trim();
+  const replaces = $("enrol-replaces").value.trim();
+  if (faceIndex || replaces) {
+    if (chosen.length !== 1) {
+      return showMessage(message, "A face number or a face to replace applies to one photo: choose just one.");
+    }
+    if (faceIndex && !/^\d+$/.test(faceIndex)) {
+      return showMessage(message, "The face number is a whole number: 0 for the largest face, 1 for the next…");
+    }
+    if (faceIndex) query.set("face_index", faceIndex);
+    if (replaces) query.set("replaces", replaces);
+  }
+  const suffix = query.toString() ? `?${query}` : "";
   showMessage(message, "");
   const button = $("enrol-submit");
   button.disabled = true;
@@ -51,9 +65,11 @@ async function enrol(event) {
     const form = new FormData();
     form.append("image", file, file.name);
     try {
-      const answer = await api("POST", inCollection(`/identities/${encodeName(name)}/faces`, collection), { form });
+      const answer = await api("POST", inCollection(`/identities/${encodeName(name)}/faces`, collection) + suffix, { form });
       enrolled += 1;
-      const extra = answer.faces_detected > 1 ? ` (${answer.faces_detected} faces found; the largest was enrolled)` : "";
+      const which = faceIndex ? `face number ${faceIndex}` : "the largest";
+      const extra = answer.faces_detected > 1 ? ` (${answer.faces_detected} faces found; ${which} was enrolled)` : "";
+      const swapped = replaces ? `, in place of face ${replaces}` : "";
       const quality = typeof answer.quality === "number" ? `, quality ${fmt(answer.quality, 2)}` : "";
       // warnings ({code, message, …}) say what to know about a face enrolled all the same:
       // low_quality, or matches_other_identity (the same person under two names?)
@@ -64,10 +80,10 @@ async function enrol(event) {
             : w.message,
         )
         .join(" ");
-      status.textContent = `Enrolled as ${answer.identity}${extra}${quality}` + (warned ? `. ${warned}` : "");
+      status.textContent = `Enrolled as ${answer.identity}${extra}${quality}${swapped}` + (warned ? `. ${warned}` : "");
       row.className = warned ? "outcome warn" : "outcome ok";
     } catch (err) {
-      const refused = err.code === "no_face" || err.code === "low_quality";
+      const refused = err.code === "no_face" || err.code === "low_quality" || err.code === "no_such_face";
       status.textContent =
         err.code === "no_face"
           ? "No face found: nothing enrolled from this photo."

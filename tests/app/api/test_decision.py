@@ -119,6 +119,14 @@ def test_blurred_face_enrols_with_a_warning_and_is_not_guessed_at_identify(
     assert "blurred" in warning["message"] and "was enrolled" in warning["message"]
     assert body["photos"][0]["warnings"] == [warning]
     assert client.get("/identities/Ana Guevara").json()["faces"][0]["face_id"] == body["face_id"]
+    # the gallery keeps the quality enrolment judged, and the audit lists the weak face
+    audit = client.get("/gallery/audit").json()
+    assert audit["enroll_floor"] == 0.5
+    weak = {f["face_id"]: f for f in audit["below_floor"]}
+    assert weak[body["face_id"]]["identity"] == "Ana Guevara"
+    assert weak[body["face_id"]]["quality"] == pytest.approx(body["quality"], abs=1e-4)
+    assert all(f["quality"] < 0.5 for f in audit["below_floor"])
+    assert not any("no stored quality" in note for note in audit["notes"])
     # an enrolled person's very blurred photo: unknown for low quality, never a guess
     person = PEOPLE[0]
     client.post(f"/identities/{person}/faces", files=upload(lfw(person).read_bytes()))
