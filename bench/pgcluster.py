@@ -7,6 +7,7 @@ root). Nothing here is used by the service.
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 import pwd
@@ -123,14 +124,16 @@ class PostgresCluster:
         import signal
 
         for pid in self._processes():
-            os.kill(pid, signal.SIGSTOP)
+            with contextlib.suppress(ProcessLookupError):  # a backend that just ended
+                os.kill(pid, signal.SIGSTOP)
 
     def thaw(self) -> None:
         """SIGCONT every process ``freeze`` stopped."""
         import signal
 
         for pid in self._processes():
-            os.kill(pid, signal.SIGCONT)
+            with contextlib.suppress(ProcessLookupError):  # a backend that just ended
+                os.kill(pid, signal.SIGCONT)
 
     def reset(self) -> None:
         """An empty ``faceid`` database again (drops every table)."""

@@ -125,14 +125,15 @@ def test_merge_keeps_the_target_metadata_and_erasure_drops_it(opener: Opener) ->
 
 
 def test_a_version_4_gallery_is_migrated_to_5_with_its_faces_and_log(opener: Opener) -> None:
-    """A gallery as release 4 left it (no metadata, followers or floor) gets them at start,
-    keeping its faces and change log, on both engines."""
+    """A gallery as release 4 left it (no metadata, followers, floor or face quality) gets
+    them at start, keeping its faces and change log, on both engines."""
     service = GalleryService.open(opener())
     ada = service.enroll("Ada", _vec(1), collection="c")
     store = service.store
     with store._transaction(write=True) as tx:  # back to schema 4, as an old release made it
         for table in ("identity_meta", "followers", "change_floor"):
             tx.run(f"DROP TABLE {table}")
+        tx.run("ALTER TABLE faces DROP COLUMN quality")
         tx.run("UPDATE schema_version SET version = 4")
         if store.engine == "sqlite":
             tx.run("PRAGMA user_version=4")
@@ -146,5 +147,6 @@ def test_a_version_4_gallery_is_migrated_to_5_with_its_faces_and_log(opener: Ope
         assert reopened.change_seq == 1 and reopened.store.change_floor() == 0
         assert reopened.set_metadata("Ada", IdentityMeta("x"), "c")
         assert reopened.metadata_of(["Ada"], "c") == {"Ada": IdentityMeta("x")}
+        assert reopened.store.face_qualities("c") == {}  # enrolled before quality was kept
     finally:
         reopened.close()

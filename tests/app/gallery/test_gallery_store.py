@@ -38,6 +38,7 @@ def test_enrollments_survive_reopening_and_reload_into_the_index(tmp_path: Path)
         "content_hash",
         "crop",
         "collection",
+        "quality",
     ]
     conn.close()
 

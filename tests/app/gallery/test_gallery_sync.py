@@ -231,7 +231,7 @@ def test_a_version_1_sqlite_file_is_migrated_in_place(tmp_path: Path) -> None:
     conn = sqlite3.connect(db)
     assert conn.execute("SELECT version FROM schema_version").fetchall() == [(SCHEMA_VERSION,)]
     columns = [r[1] for r in conn.execute("PRAGMA table_info(faces)")]
-    assert columns[-3:] == ["content_hash", "crop", "collection"]
+    assert columns[-4:] == ["content_hash", "crop", "collection", "quality"]
     assert conn.execute("SELECT op FROM changes").fetchall() == [("add",)]
     conn.close()
 
