@@ -16,7 +16,7 @@ from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import ParamSpec, TypeVar
+from typing import Literal, ParamSpec, TypeVar
 
 import numpy as np
 
@@ -120,7 +120,7 @@ class ThresholdInForce:
 class EnrollWarning:
     """Something an operator should know about a face that was enrolled all the same."""
 
-    code: str  # "low_quality"
+    code: Literal["low_quality", "matches_other_identity"]
     message: str
 
 
