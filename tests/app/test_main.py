@@ -160,7 +160,9 @@ def test_restart_keeps_the_gallery(
 
 
 # ------------------------------------------------------------------- live servers
-def _server_env(model_dir: Path, data_dir: Path, port: int) -> dict[str, str]:
+def _server_env(
+    model_dir: Path, data_dir: Path, port: int, engine_cache: Path = ENGINE_CACHE
+) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("FACEID_")}
     env.update(
         FACEID_MODEL_DIR=str(model_dir),
@@ -168,7 +170,7 @@ def _server_env(model_dir: Path, data_dir: Path, port: int) -> dict[str, str]:
         FACEID_HOST="127.0.0.1",
         FACEID_PORT=str(port),
         FACEID_LOG_LEVEL="INFO",
-        FACEID_ENGINE_CACHE_DIR=str(ENGINE_CACHE),
+        FACEID_ENGINE_CACHE_DIR=str(engine_cache),
         PYTHONUNBUFFERED="1",
     )
     return env
@@ -206,7 +208,10 @@ def test_python_m_app_survives_kill_9_and_uvicorn_entry_point_serves_it(
         proc = subprocess.Popen(
             [sys.executable, "-m", "app"],
             cwd=REPO_ROOT,
-            env=_server_env(tiny_model_dir, data, port),
+            # an empty engine cache: the engines are converted at this start, so the window
+            # in which /health says "starting" lasts seconds (a warm cache can close it
+            # before the first poll)
+            env=_server_env(tiny_model_dir, data, port, tmp_path / "engines"),
             stdout=log,
             stderr=subprocess.STDOUT,
         )
