@@ -34,10 +34,10 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
 
@@ -55,6 +55,8 @@ from app.gallery.storage import (
     StoredFace,
 )
 from app.gallery.storage.base import IdentityMeta, MoveMode
+
+_T = TypeVar("_T")
 
 log = logging.getLogger("faceid.gallery")
 
@@ -238,6 +240,17 @@ class GalleryService:
         finally:
             self._write_lock.release()
 
+    def _stored(self, call: Callable[..., _T], *args: Any) -> _T:
+        """``call(*args)`` on the storage, recording whether the database answered
+        (``/health``: degraded from a failure until the next call that succeeds)."""
+        try:
+            result = call(*args)
+        except StorageUnavailable:
+            self._storage(False)
+            raise
+        self._storage(True)
+        return result
+
     def _storage(self, ok: bool) -> None:
         if ok != self._storage_ok:
             if ok:
@@ -284,12 +297,7 @@ class GalleryService:
             for face in faces
         ]
         with self._writing():
-            try:
-                self.store.add_faces(rows)
-            except StorageUnavailable:
-                self._storage(False)
-                raise
-            self._storage(True)
+            self._stored(self.store.add_faces, rows)
             for row in rows:
                 self._add_to_index(row.face_id, row.identity, row.embedding, row.collection)
         return [Enrollment(r.face_id, r.identity, r.created_at) for r in rows]
@@ -309,12 +317,7 @@ class GalleryService:
             quality=face.quality,
         )
         with self._writing():
-            try:
-                done = self.store.replace_face(face.identity, old_face_id, row)
-            except StorageUnavailable:
-                self._storage(False)
-                raise
-            self._storage(True)
+            done = self._stored(self.store.replace_face, face.identity, old_face_id, row)
             if not done:
                 return None
             self._remove_from_index(old_face_id)
@@ -324,12 +327,7 @@ class GalleryService:
     def delete_identity(self, identity: str, collection: str = DEFAULT_COLLECTION) -> int:
         """Erase every face of ``identity``; 0 if it was not enrolled."""
         with self._writing():
-            try:
-                face_ids = self.store.delete_identity(identity, collection)
-            except StorageUnavailable:
-                self._storage(False)
-                raise
-            self._storage(True)
+            face_ids = self._stored(self.store.delete_identity, identity, collection)
             for face_id in face_ids:
                 self._remove_from_index(face_id)
         return len(face_ids)
@@ -339,12 +337,7 @@ class GalleryService:
     ) -> bool:
         """Erase one face of ``identity``; False if there is no such face."""
         with self._writing():
-            try:
-                deleted = self.store.delete_face(identity, face_id, collection)
-            except StorageUnavailable:
-                self._storage(False)
-                raise
-            self._storage(True)
+            deleted = self._stored(self.store.delete_face, identity, face_id, collection)
             if deleted:
                 self._remove_from_index(face_id)
         return deleted
@@ -355,12 +348,7 @@ class GalleryService:
         """Erase these faces of ``collection`` (None: every face of it) at once; returns
         those erased (unknown ids and other collections' faces are ignored)."""
         with self._writing():
-            try:
-                erased = self.store.delete_faces(face_ids, collection)
-            except StorageUnavailable:
-                self._storage(False)
-                raise
-            self._storage(True)
+            erased = self._stored(self.store.delete_faces, face_ids, collection)
             for record in erased:
                 self._remove_from_index(record.face_id)
         return erased
@@ -371,12 +359,7 @@ class GalleryService:
         """Move every face of ``identity`` to ``new_identity`` (merging into it when it
         exists); returns how many faces moved (0: no such identity)."""
         with self._writing():
-            try:
-                moved = self.store.rename_identity(identity, new_identity, collection)
-            except StorageUnavailable:
-                self._storage(False)
-                raise
-            self._storage(True)
+            moved = self._stored(self.store.rename_identity, identity, new_identity, collection)
             for face in moved:
                 self._remove_from_index(face.face_id)
                 self._add_to_index(face.face_id, new_identity, face.embedding, collection)
@@ -387,12 +370,7 @@ class GalleryService:
         it must) an identity, in one transaction; returns how many faces moved. Raises
         ``UnknownIdentity``, ``IdentityExists`` or ``SameIdentity``; nothing changes then."""
         with self._writing():
-            try:
-                moved = self.store.move_identity(identity, target, collection, mode)
-            except StorageUnavailable:
-                self._storage(False)
-                raise
-            self._storage(True)
+            moved = self._stored(self.store.move_identity, identity, target, collection, mode)
             for face in moved:
                 self._remove_from_index(face.face_id)
                 self._add_to_index(face.face_id, target, face.embedding, collection)
@@ -405,12 +383,7 @@ class GalleryService:
         time and hash; None: ``identity`` has no such face (``SameIdentity`` if it is
         ``target``)."""
         with self._writing():
-            try:
-                moved = self.store.move_face(identity, face_id, target, collection)
-            except StorageUnavailable:
-                self._storage(False)
-                raise
-            self._storage(True)
+            moved = self._stored(self.store.move_face, identity, face_id, target, collection)
             if moved is not None:
                 self._remove_from_index(face_id)
                 self._add_to_index(face_id, target, moved.embedding, collection)
@@ -421,23 +394,14 @@ class GalleryService:
     ) -> bool:
         """Replace an enrolled identity's metadata; False: no such identity."""
         with self._writing():
-            try:
-                done = self.store.set_metadata(identity, meta, collection)
-            except StorageUnavailable:
-                self._storage(False)
-                raise
-            self._storage(True)
+            done = self._stored(self.store.set_metadata, identity, meta, collection)
         return done
 
     def metadata_of(
         self, identities: Sequence[str], collection: str = DEFAULT_COLLECTION
     ) -> dict[str, IdentityMeta]:
         """The metadata of those ``identities`` that have some."""
-        try:
-            return self.store.metadata_of(identities, collection)
-        except StorageUnavailable:
-            self._storage(False)
-            raise
+        return self._stored(self.store.metadata_of, identities, collection)
 
     # ------------------------------------------------------------------ sync
     def sync(self) -> int:
@@ -580,26 +544,14 @@ class GalleryService:
     def list_identities(
         self, limit: int, offset: int, collection: str = DEFAULT_COLLECTION
     ) -> tuple[list[tuple[str, int]], int]:
-        try:
-            return self.store.list_identities(limit, offset, collection)
-        except StorageUnavailable:
-            self._storage(False)
-            raise
+        return self._stored(self.store.list_identities, limit, offset, collection)
 
     def faces_of(self, identity: str, collection: str = DEFAULT_COLLECTION) -> list[FaceRecord]:
-        try:
-            return self.store.faces_of(identity, collection)
-        except StorageUnavailable:
-            self._storage(False)
-            raise
+        return self._stored(self.store.faces_of, identity, collection)
 
     def find_face(self, face_id: str, collection: str = DEFAULT_COLLECTION) -> StoredFace | None:
         """One face of ``collection`` by id, with its embedding (None: not there)."""
-        try:
-            return self.store.find_face(face_id, collection)
-        except StorageUnavailable:
-            self._storage(False)
-            raise
+        return self._stored(self.store.find_face, face_id, collection)
 
     def list_faces(
         self,
@@ -610,11 +562,7 @@ class GalleryService:
     ) -> tuple[list[FaceRecord], int]:
         """A page of a collection's faces (of one identity, or all), oldest first, and
         their total."""
-        try:
-            return self.store.list_faces(limit, offset, collection, identity)
-        except StorageUnavailable:
-            self._storage(False)
-            raise
+        return self._stored(self.store.list_faces, limit, offset, collection, identity)
 
     def close(self) -> None:
         """Stop following the change log, then release the indexes and the database."""
