@@ -34,6 +34,7 @@ from app.inference.engine_cache import EngineFiles, installed_version, prepare
 from app.inference.model import (
     EmbeddingModel,
     agreement_floor,
+    checked_crops,
     probe_batch,
     worst_cosine,
 )
@@ -95,9 +96,7 @@ class LiteEmbeddingModel:
 
     def embed(self, crops: np.ndarray) -> np.ndarray:
         """Embed aligned crops (uint8 N×112×112×3) into float32 N×D unit vectors."""
-        crops = np.asarray(crops)
-        if crops.ndim != 4 or crops.shape[1:] != INPUT_SHAPE or crops.dtype != np.uint8:
-            raise ValueError(f"expected uint8 N×{INPUT_SHAPE}, got {crops.dtype} {crops.shape}")
+        crops = checked_crops(crops)
         if len(crops) == 0:
             return np.zeros((0, self.embedding_dim), dtype=np.float32)
         with self._lock:  # one interpreter: one batch at a time

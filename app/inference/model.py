@@ -61,6 +61,14 @@ _INT8_MIN_COSINE = 0.99
 _PROBE_SIZE = 4
 
 
+def checked_crops(crops: np.ndarray) -> np.ndarray:
+    """``crops`` as an array, if it is what every engine takes: uint8 N×112×112×3."""
+    crops = np.asarray(crops)
+    if crops.ndim != 4 or crops.shape[1:] != INPUT_SHAPE or crops.dtype != np.uint8:
+        raise ValueError(f"expected uint8 N×{INPUT_SHAPE}, got {crops.dtype} {crops.shape}")
+    return crops
+
+
 def probe_batch() -> np.ndarray:
     """The fixed random batch every converted engine is checked on."""
     return np.random.default_rng(0).integers(0, 256, (_PROBE_SIZE, *INPUT_SHAPE), dtype=np.uint8)
@@ -236,9 +244,7 @@ class EmbeddingModel:
 
     def embed(self, crops: np.ndarray) -> np.ndarray:
         """Embed aligned crops (uint8 N×112×112×3) into float32 N×D unit vectors."""
-        crops = np.asarray(crops)
-        if crops.ndim != 4 or crops.shape[1:] != INPUT_SHAPE or crops.dtype != np.uint8:
-            raise ValueError(f"expected uint8 N×{INPUT_SHAPE}, got {crops.dtype} {crops.shape}")
+        crops = checked_crops(crops)
         if len(crops) == 0:
             return np.zeros((0, self.embedding_dim), dtype=np.float32)
         with self._lock:  # neither engine may run two batches at once
